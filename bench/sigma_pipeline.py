@@ -1,0 +1,156 @@
+#!/usr/bin/env python
+"""Benchmark of the uncertainty map sigma: the package's `Uncertainty(kernel='box:31', smoothing=64)`
+against the reference pipeline of the paper's code, at the paper's size (2048 x 2048, M = 10).
+
+Not a test: it prints a table of wall times, peak memory and accuracy.
+
+    python bench/sigma_pipeline.py                  # 2048 x 2048, M = 10 (a few minutes on 2 cores)
+    python bench/sigma_pipeline.py --size 256 --m 4 # quick run
+
+Rows:
+- ours (tensor):   `Uncertainty('box:31', smoothing=64)` on all samples held as one (M,1,3,H,W) tensor;
+- ours (streamed): the same on a generator that draws the samples one at a time (drawing included);
+- reference:       the paper code's pipeline: per-channel moments of the M samples in normalised Lab
+                   (float32), `torch.nn.functional.avg_pool2d(k=31, stride=1, padding=15)` (torch's
+                   default count_include_pad=True) on the moments, the formula, the mean over channels,
+                   then `skimage.filters.gaussian(sigma=64)` (its defaults: mode 'nearest', truncate 4).
+Accuracy of ours is measured against a direct float64 computation of the same formula,
+mean_M[S^2*K] - (mean_M[S*K])^2 with every sample filtered by `scipy.ndimage.uniform_filter` and the
+map by `scipy.ndimage.gaussian_filter`, both in mode 'mirror' (the package's edge convention).
+The reference pipeline is a different computation (zero-padded average at the edges, 'nearest'
+Gaussian), so its difference to the float64 map is reported for information only.
+
+Peak memory is the rise of the process's peak resident memory (VmHWM, reset through
+/proc/self/clear_refs) during each row, above what the process held before it.
+"""
+from __future__ import annotations
+import argparse, os, sys, time
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage as ndi
+from skimage import data, filters as skfilters
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the package of this checkout
+from conformal_superres.colour import normalised_lab
+from conformal_superres.uncertainty import Uncertainty
+
+
+def _status(key):
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(key): return int(line.split()[1]) * 1024
+    return 0
+
+def _reset_peak():
+    try:
+        with open('/proc/self/clear_refs', 'w') as f: f.write('5')
+        return True
+    except OSError: return False
+
+class Measure:
+    "Wall time and rise of peak resident memory of a block."
+    def __enter__(self):
+        self.ok = _reset_peak(); self.rss0 = _status('VmRSS:'); self.t0 = time.perf_counter(); return self
+    def __init__(self, name:str): self.name = name
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.t0
+        self.peak = _status('VmHWM:') - self.rss0 if self.ok else float('nan')
+        print(f"  {self.name}: {self.seconds:.2f} s, peak +{self.peak / 2**20:.0f} MiB", flush=True)
+
+
+def make_image(size:int)->torch.Tensor:
+    "The astronaut, upscaled to size x size: (1,3,size,size) in [0,1]."
+    img = torch.from_numpy(data.astronaut().copy()).permute(2, 0, 1)[None].float() / 255
+    return F.interpolate(img, size=(size, size), mode='bicubic', align_corners=False).clamp(0, 1)
+
+def amplitude(size:int)->torch.Tensor:
+    "Noise amplitude that varies across the image (0.005 at the corners to 0.1 in rings)."
+    u = torch.linspace(-1, 1, size)
+    r = (u[:, None] ** 2 + u[None] ** 2).sqrt()
+    return 0.005 + 0.095 * (0.5 + 0.5 * torch.cos(6 * torch.pi * r)) * (r < 1)
+
+def draw(img, amp, i:int, seed:int)->torch.Tensor:
+    "Sample i: the image plus spatially varying Gaussian noise, (1,1,3,H,W) float32."
+    g = torch.Generator().manual_seed(seed * 100_003 + i)
+    return (img + amp * torch.randn(img.shape, generator=g)).clamp(0, 1)[None]
+
+
+def reference_pipeline(samples:torch.Tensor, k:int, smoothing:float)->np.ndarray:
+    "The paper code's pipeline as described above; samples (M,1,3,H,W) float32."
+    lab = torch.stack([normalised_lab(s) for s in samples])           # (M,1,3,H,W) float32
+    m1, m2 = lab.mean(0), (lab ** 2).mean(0)
+    p1 = F.avg_pool2d(m1, k, stride=1, padding=k // 2)
+    p2 = F.avg_pool2d(m2, k, stride=1, padding=k // 2)
+    sigma = (p2 - p1 ** 2).mean(1)[0]
+    return skfilters.gaussian(sigma.numpy(), sigma=smoothing)
+
+def float64_reference(img, amp, m:int, seed:int, k:int, smoothing:float)->np.ndarray:
+    "Direct float64 computation of mean_M[S^2*K] - (mean_M[S*K])^2, then the Gaussian, scipy 'mirror' edges."
+    acc1 = acc2 = 0
+    for i in range(m):
+        S = normalised_lab(draw(img, amp, i, seed)[0].double())[0].numpy()  # (3,H,W) float64
+        acc1 = acc1 + ndi.uniform_filter(S, (1, k, k), mode='mirror')
+        acc2 = acc2 + ndi.uniform_filter(S * S, (1, k, k), mode='mirror')
+    sigma = (acc2 / m - (acc1 / m) ** 2).mean(0)
+    return ndi.gaussian_filter(sigma, smoothing, mode='mirror', truncate=4.0)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--size', type=int, default=2048, help='image height and width (default 2048)')
+    p.add_argument('--m', type=int, default=10, help='number of samples M (default 10)')
+    p.add_argument('--k', type=int, default=31, help='box width of the patch variance (default 31)')
+    p.add_argument('--smoothing', type=float, default=64.0, help='Gaussian std of the final smoothing (default 64)')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--threads', type=int, default=None, help="torch threads (default: torch's own choice)")
+    p.add_argument('--skip-reference', action='store_true', help='do not run the (slow) reference pipeline')
+    a = p.parse_args()
+    if a.threads: torch.set_num_threads(a.threads)
+
+    print(f"sigma pipeline benchmark: {a.size} x {a.size}, M = {a.m}, box:{a.k}, smoothing {a.smoothing:g}; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
+          f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    img, amp = make_image(a.size), amplitude(a.size)
+    u = Uncertainty(kernel=f'box:{a.k}', smoothing=a.smoothing)
+    samples = torch.cat([draw(img, amp, i, a.seed) for i in range(a.m)])  # (M,1,3,H,W) float32
+    rows = []
+
+    with Measure('ours (tensor input)') as mt: ours = u(samples)
+    rows.append((mt.name, mt))
+    with Measure('ours (streamed, drawing included)') as ms: ours_streamed = u(draw(img, amp, i, a.seed) for i in range(a.m))
+    rows.append((ms.name, ms))
+    assert torch.equal(ours, ours_streamed), "tensor and streamed inputs disagree"
+    if not a.skip_reference:
+        with Measure('reference (avg_pool2d + skimage gaussian)') as mr: ref = reference_pipeline(samples, a.k, a.smoothing)
+        rows.append((mr.name, mr))
+    del samples
+
+    t0 = time.perf_counter()
+    exact = float64_reference(img, amp, a.m, a.seed, a.k, a.smoothing)
+    t_exact = time.perf_counter() - t0
+    ours = ours[0].numpy()
+    err = np.abs(ours - exact)
+
+    print()
+    print(f"| {'pipeline':<42} | {'wall s':>8} | {'peak MiB':>9} | {'speed-up':>8} |")
+    print(f"|{'-' * 44}|{'-' * 10}|{'-' * 11}|{'-' * 10}|")
+    tref = mr.seconds if not a.skip_reference else None
+    for name, m in rows:
+        su = f"{tref / m.seconds:7.1f}x" if tref else '       -'
+        print(f"| {name:<42} | {m.seconds:8.2f} | {m.peak / 2**20:9.0f} | {su:>8} |")
+    print()
+    print(f"samples held as a tensor: {a.m * 3 * a.size ** 2 * 4 / 2**20:.0f} MiB (float32)")
+    print(f"ours vs direct float64 formula (scipy 'mirror', {t_exact:.1f} s): max |diff| {err.max():.3e}, "
+          f"max |diff| / max sigma {err.max() / np.abs(exact).max():.3e}, "
+          f"max elementwise relative {np.max(err / np.maximum(np.abs(exact), 1e-300)):.3e}  (sigma range {exact.min():.3e} .. {exact.max():.3e})")
+    if not a.skip_reference:
+        d = np.abs(ref - exact) / np.abs(exact).max()
+        e = a.k // 2 + int(4 * a.smoothing + 0.5)  # beyond this distance from the edges the padding conventions do not matter
+        inner = f"; farther than {e} px from the edges {d[e:-e, e:-e].max():.3e}" if a.size > 2 * e else ''
+        print(f"reference pipeline vs the same float64 map (zero-padded pooling, 'nearest' Gaussian, float32: "
+              f"information only): max |diff| / max sigma {d.max():.3e}{inner}")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == '__main__':
+    main()
