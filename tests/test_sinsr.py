@@ -1,0 +1,221 @@
+"Tests of conformal_superres.sinsr: the official state dict, checkpoint loading, and the sampler (tiny networks, CPU)."
+import math, random
+from pathlib import Path
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from conformal_superres.colour import normalised_lab
+from conformal_superres.sinsr import (SinSR, ResShiftUNet, VQAutoencoder, read_reference_keys, derived_buffers,
+                                      load_weights, one_step_constants, resshift_etas, shifted_window_mask, tile_spans)
+
+REFERENCE = Path(__file__).resolve().parents[1] / '..' / 'shared' / 'reference' / 'sinsr_state_dict_keys.txt'
+
+@pytest.fixture(autouse=True, scope='module')
+def one_thread():
+    "The networks here are tiny: more threads only add synchronisation, which is slow on a busy machine."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+def fresh_seed(): return random.SystemRandom().randrange(2**31)
+
+def tiny(seed, **kw):
+    "Tiny SinSR with random weights; tiling options as given."
+    return SinSR.with_random_weights(tiny=True, seed=seed, **{**dict(tile=64, overlap=16, ae_tile=64, ae_overlap=8), **kw})
+
+class LocalNet(nn.Module):
+    "Stand-in for the UNet whose output at a pixel depends on that pixel only."
+    multiple = 16
+    def __init__(self):
+        super().__init__(); self.a, self.b = nn.Conv2d(6, 16, 1), nn.Conv2d(16, 3, 1)
+    def forward(self, z, t, lq): return self.b(torch.tanh(self.a(torch.cat([z, lq], 1))))
+
+def same(a, b, atol=1e-5):
+    "Equal up to rare codebook flips: backend rounding can change the nearest code of a latent pixel."
+    assert a.shape == b.shape
+    return torch.isclose(a, b, atol=atol, rtol=0).float().mean().item() > 0.995
+
+def pixel_variance(samples):
+    "Per-pixel variance over draws in normalised Lab, averaged over channels: (M,B,3,H,W) -> (B,H,W)."
+    return torch.stack([normalised_lab(s.double()) for s in samples]).var(0, unbiased=False).mean(1)
+
+# --- the official configuration -------------------------------------------------------------------
+
+def test_full_configuration_matches_reference_key_list():
+    if not REFERENCE.exists():
+        pytest.skip(f"reference key list not found at ../shared/reference/sinsr_state_dict_keys.txt "
+                    f"(looked for {REFERENCE}); it lives in the shared folder beside the repository")
+    ref = read_reference_keys(REFERENCE)
+    with torch.device('meta'): unet, ae = ResShiftUNet(), VQAutoencoder()
+    for name, net in (('unet', unet), ('autoencoder', ae)):
+        got = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+        assert set(got) == set(ref[name]), (sorted(set(got) - set(ref[name]))[:5], sorted(set(ref[name]) - set(got))[:5])
+        assert got == ref[name], [k for k in got if got[k] != ref[name][k]][:5]
+    assert len(unet.state_dict()) == 564 and len(derived_buffers(unet)) == 24 and len(ae.state_dict()) == 205
+    assert round(sum(p.numel() for p in unet.parameters()) / 1e6, 2) == 118.59
+    assert round(sum(p.numel() for p in ae.parameters()) / 1e6, 2) == 55.32
+
+def test_schedule_and_constants():
+    etas = resshift_etas()
+    assert etas.shape == (15,) and (etas.diff() > 0).all()
+    t = torch.arange(15, dtype=torch.float64)
+    expected = (math.log(0.02) + (t / 14) ** 0.3 * math.log(0.99 / 0.02)).exp() ** 2
+    torch.testing.assert_close(etas, expected, rtol=1e-12, atol=0)
+    ns, ins, ti = one_step_constants()
+    assert abs(ns - 2 * 0.99) < 1e-12 and abs(ins - (0.99 ** 2 * 4 + 1) ** -0.5) < 1e-12 and ti == 14
+
+def test_shift_mask_follows_the_originals_rule():
+    H, W, w, s = 32, 24, 8, 4
+    m = shifted_window_mask(H, W, w, s)
+    nr, nc = H // w, W // w
+    a = torch.arange(w * w)
+    half = (a % w) < s                                   # left / right half of the window's columns
+    rule = (half[:, None] != half[None, :]).float() * -100
+    for k in range(nr * nc):
+        torch.testing.assert_close(m[k], rule if k // nc == nr - 1 else torch.zeros(w * w, w * w))
+
+# --- checkpoints ---------------------------------------------------------------------------------
+
+def test_checkpoint_round_trip_through_official_layouts(tmp_path):
+    seed = fresh_seed()
+    src = tiny(seed)
+    u, a = src.unet.state_dict(), src.autoencoder.state_dict()
+    layouts = {'flat': (u, a),
+               'nested': ({'iters_start': 3, 'log_step': {'train': 1}, 'state_dict': u}, {'state_dict': a}),
+               'module': ({'module.' + k: v for k, v in u.items()}, {'module.' + k: v for k, v in a.items()}),
+               'nested_module': ({'state_dict': {'module.' + k: v for k, v in u.items()}}, a),
+               'no_derived_buffers': ({k: v for k, v in u.items() if k not in derived_buffers(src.unet)}, a)}
+    lr = torch.rand(1, 3, 16, 24)
+    ref = src.sample(lr, 2, torch.Generator().manual_seed(seed))
+    for name, (uo, ao) in layouts.items():
+        torch.save(uo, tmp_path / f'{name}_unet.pth'); torch.save(ao, tmp_path / f'{name}_ae.pth')
+        sr = SinSR.from_checkpoints(tmp_path / f'{name}_unet.pth', tmp_path / f'{name}_ae.pth', device='cpu',
+                                    unet_config=ResShiftUNet.TINY, autoencoder_config=VQAutoencoder.TINY,
+                                    tile=64, overlap=16, ae_tile=64, ae_overlap=8)
+        for k, v in sr.unet.state_dict().items(): assert torch.equal(v, u[k]), (name, k)
+        for k, v in sr.autoencoder.state_dict().items(): assert torch.equal(v, a[k]), (name, k)
+        assert same(sr.sample(lr, 2, torch.Generator().manual_seed(seed)), ref), name
+
+def test_bad_files_give_clear_errors(tmp_path):
+    sr = tiny(fresh_seed())
+    u, a = sr.unet.state_dict(), sr.autoencoder.state_dict()
+    torch.save(u, tmp_path / 'unet.pth'); torch.save(a, tmp_path / 'ae.pth')
+    cfg = dict(unet_config=ResShiftUNet.TINY, autoencoder_config=VQAutoencoder.TINY)
+    # truncated / garbage
+    (tmp_path / 'cut.pth').write_bytes((tmp_path / 'unet.pth').read_bytes()[:2000])
+    (tmp_path / 'junk.pth').write_bytes(bytes(random.randrange(256) for _ in range(4096)))
+    for bad in ('cut.pth', 'junk.pth'):
+        with pytest.raises(ValueError, match='corrupted: download it again'):
+            SinSR.from_checkpoints(tmp_path / bad, tmp_path / 'ae.pth', device='cpu', **cfg)
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        SinSR.from_checkpoints(tmp_path / 'nothing.pth', tmp_path / 'ae.pth', device='cpu', **cfg)
+    # swapped files
+    with pytest.raises(ValueError, match='looks like the autoencoder file') as e:
+        SinSR.from_checkpoints(tmp_path / 'ae.pth', tmp_path / 'unet.pth', device='cpu', **cfg)
+    assert 'ae.pth' in str(e.value) and 'missing keys' in str(e.value) and 'unexpected keys' in str(e.value)
+    # a missing weight, an extra key, a wrong shape: all named
+    broken = dict(u); broken.pop('out.2.weight'); broken['extra.weight'] = torch.zeros(1)
+    broken['input_blocks.0.0.bias'] = torch.zeros(7)
+    torch.save({'state_dict': broken}, tmp_path / 'broken.pth')
+    with pytest.raises(ValueError) as e:
+        SinSR.from_checkpoints(tmp_path / 'broken.pth', tmp_path / 'ae.pth', device='cpu', **cfg)
+    msg = str(e.value)
+    assert 'missing keys: out.2.weight' in msg and 'unexpected keys: extra.weight' in msg
+    assert 'input_blocks.0.0.bias (7,) vs (16,)' in msg
+    # the full configuration refuses the tiny file
+    with pytest.raises(ValueError, match='shape mismatches'):
+        load_weights(ResShiftUNet(), tmp_path / 'unet.pth')
+    # objects that weights_only refuses
+    torch.save({'state_dict': u, 'config': nn.Identity()}, tmp_path / 'pickled.pth')
+    with pytest.raises(ValueError, match='weights_only'):
+        load_weights(ResShiftUNet.tiny(), tmp_path / 'pickled.pth')
+    torch.save({'weights': u}, tmp_path / 'odd.pth')
+    with pytest.raises(ValueError, match='found no state dict'):
+        load_weights(ResShiftUNet.tiny(), tmp_path / 'odd.pth')
+
+# --- the sampler ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('shape', [(1, 3, 5, 7), (2, 3, 13, 21), (1, 3, 16, 16)])
+def test_shapes_and_range(shape):
+    sr = tiny(fresh_seed())
+    lr = torch.rand(*shape)
+    s = sr.sample(lr, 2, torch.Generator().manual_seed(0))
+    assert s.shape == (2, shape[0], 3, 4 * shape[2], 4 * shape[3]) and s.dtype == torch.float32
+    assert s.min() >= 0 and s.max() <= 1 and torch.isfinite(s).all()
+    assert sr(lr, torch.Generator().manual_seed(0)).shape == (shape[0], 3, 4 * shape[2], 4 * shape[3])
+    with pytest.raises(ValueError, match='divide by 255'): sr(lr * 255)
+
+def test_seeded_generator_repeats_samples():
+    seed = fresh_seed()
+    sr = tiny(seed, tile=32, overlap=8, ae_tile=16, ae_overlap=4)       # several tiles and chunks
+    lr = torch.rand(2, 3, 24, 40)
+    a = sr.sample(lr, 3, torch.Generator().manual_seed(seed))
+    b = torch.cat(list(sr.iter_samples(lr, 3, torch.Generator().manual_seed(seed), draws_per_chunk=2)))
+    c = sr.sample(lr, 3, torch.Generator().manual_seed(seed + 1))
+    assert same(a, b)
+    assert (a - c).abs().mean() > 0.02
+
+def test_sampler_computes_the_formula_when_one_tile_covers_the_image():
+    seed = fresh_seed()
+    sr = tiny(seed)
+    lr = torch.rand(2, 3, 20, 28)                                        # padded to 32 x 32 inside
+    g = torch.Generator().manual_seed(seed)
+    x = lr * 2 - 1
+    xp = F.pad(x, (0, 4, 0, 12), mode='reflect')
+    ns, ins, t = one_step_constants()
+    with torch.no_grad():
+        z_y = sr.autoencoder.encode(F.interpolate(xp, scale_factor=4, mode='bicubic'))
+        ref = []
+        for _ in range(3):
+            z0 = sr.unet((z_y + ns * torch.randn(z_y.shape, generator=g)) * ins, torch.full((2,), t), xp)
+            ref.append((sr.autoencoder.decode(z0).clamp(-1, 1)[..., :80, :112] + 1) / 2)
+    assert same(sr.sample(lr, 3, torch.Generator().manual_seed(seed)), torch.stack(ref))
+
+def test_tiling_is_exact_for_a_local_network():
+    seed = fresh_seed()
+    torch.manual_seed(seed)
+    net, ae = LocalNet(), VQAutoencoder.tiny()
+    tiled = SinSR(net, ae, tile=32, overlap=8, ae_tile=128, ae_overlap=8)      # 2 x 3 UNet tiles
+    whole = SinSR(net, ae, tile=128, overlap=8, ae_tile=128, ae_overlap=8)
+    lr = torch.rand(1, 3, 48, 80)
+    assert same(tiled.sample(lr, 2, torch.Generator().manual_seed(seed)), whole.sample(lr, 2, torch.Generator().manual_seed(seed)))
+
+def test_sigma_has_no_seams_on_a_flat_image():
+    seed = fresh_seed()
+    torch.manual_seed(seed)
+    sr = SinSR(LocalNet(), VQAutoencoder.tiny(), tile=48, overlap=16, ae_tile=128, ae_overlap=8)
+    flat = torch.full((1, 3, 16, 112), random.uniform(0.2, 0.8))
+    spans = tile_spans(112, 48, 16)
+    band = torch.zeros(448, dtype=torch.bool)
+    for (a0, a1), (b0, b1) in zip(spans, spans[1:]): band[4 * b0:4 * a1] = True
+    inner = ~band; inner[:8] = inner[-8:] = False
+    def ratio(samples):
+        s = pixel_variance(samples)[0]
+        return (s[:, band].mean() / s[:, inner].mean()).item()
+    shared = ratio(sr.sample(flat, 12, torch.Generator().manual_seed(seed)))
+    naive = ratio(sr.sample_naive(flat, 12, torch.Generator().manual_seed(seed)))
+    assert 0.82 < shared < 1.18, (shared, naive, seed)     # 0.88 to 1.04 over 10 seeds; 1 in expectation
+    assert naive < 0.8, (shared, naive, seed)              # 0.64 to 0.74; about 2/3 in expectation
+
+def test_half_precision_stays_close_to_float32():
+    seed = fresh_seed()
+    sr = tiny(seed)
+    lr = torch.rand(1, 3, 16, 16)
+    ref = sr.sample(lr, 4, torch.Generator().manual_seed(seed))
+    other_draws = (sr.sample(lr, 4, torch.Generator().manual_seed(seed + 1)) - ref).abs().mean()
+    z, lq, t = torch.randn(2, 3, 32, 32), torch.rand(2, 3, 32, 32) * 2 - 1, torch.full((2,), 14)
+    with torch.no_grad(): u = sr.unet(z, t, lq)
+    for dt, unet_tol in ((torch.bfloat16, 0.06), (torch.float16, 0.01)):
+        h = SinSR(ResShiftUNet.tiny().to(dt), VQAutoencoder.tiny().to(dt), tile=64, overlap=16, ae_tile=64, ae_overlap=8)
+        h.unet.load_state_dict(sr.unet.state_dict()); h.autoencoder.load_state_dict(sr.autoencoder.state_dict())
+        with torch.no_grad(): uh = h.unet(z, t, lq)
+        assert uh.dtype == dt and (uh.float() - u).norm() / u.norm() < unet_tol, (dt, (uh.float() - u).norm() / u.norm())
+        s = h.sample(lr, 4, torch.Generator().manual_seed(seed))     # the same noise, drawn in float32
+        assert s.dtype == torch.float32 and 0 <= s.min() and s.max() <= 1
+        assert (s - ref).abs().mean() < 0.5 * other_draws, (dt, (s - ref).abs().mean(), other_draws)
+
+def test_bad_tiling_options_are_refused():
+    unet, ae = ResShiftUNet.tiny(), VQAutoencoder.tiny()
+    with pytest.raises(ValueError, match='multiple of 16'): SinSR(unet, ae, tile=40)
+    with pytest.raises(ValueError, match='smaller than their tiles'): SinSR(unet, ae, tile=32, overlap=32)
