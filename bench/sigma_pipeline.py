@@ -9,7 +9,11 @@ Not a test: it prints a table of wall and CPU times, peak memory and accuracy.
     python bench/sigma_pipeline.py --threads 1       # torch.set_num_threads(1) for every row
 
 Rows:
-- ours (tensor):   `Uncertainty('box:31', smoothing=64)` on all samples held as one (M,1,3,H,W) float32 tensor;
+- ours (tensor):   `Uncertainty('box:31', smoothing=64)` on all samples held as one (M,1,3,H,W) float32 tensor,
+                   with the package's CPU code: the compiled (numba) Lab-and-moments pass and box filter, the
+                   FFT Gaussian;
+- ours, torch kernels: the same call with the `torch` band kernels that other devices (GPUs) run, here on
+                   the CPU (`colour._CPU_KERNEL = 'torch'`), for comparison;
 - ours (streamed): the same on a generator that draws the samples one at a time (drawing included; the time
                    of the drawing alone is shown on its own row);
 - reference:       the paper code's route: every sample to CIELAB with `skimage.color.rgb2lab` (as that code
@@ -37,6 +41,7 @@ from scipy import ndimage as ndi
 from skimage import data, filters as skfilters
 from skimage.color import rgb2lab
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the package of this checkout
+import conformal_superres.colour as colour
 from conformal_superres.colour import normalised_lab
 from conformal_superres.uncertainty import Uncertainty
 
@@ -141,12 +146,17 @@ def main():
             runs.append(m)
         return out, min(runs, key=lambda m: m.seconds)
     ours, mt = best('ours (tensor input)', lambda: u(samples))
+    colour._CPU_KERNEL = 'torch'
+    u(samples[:2, :, :, :64, :64])
+    ours_torch, mtt = best('ours, torch kernels (as on GPUs; tensor input)', lambda: u(samples))
+    colour._CPU_KERNEL = 'numba'
+    torch_kernel_diff = float((ours_torch - ours).abs().max() / ours.abs().max())
     ours_streamed, ms = best('ours (streamed, drawing included)', lambda: u(draw(img, amp, i, a.seed) for i in range(a.m)))
     assert torch.equal(ours, ours_streamed), "tensor and streamed inputs disagree"
     def draw_all():
         for i in range(a.m): draw(img, amp, i, a.seed)
     _, md = best('drawing the samples alone (no sigma)', draw_all)
-    rows, stages = [mt, ms], {}
+    rows, stages = [mt, mtt, ms], {}
     if not a.skip_reference:
         with Measure('reference (skimage rgb2lab, avg_pool2d, skimage gaussian)') as mr:
             ref = reference_pipeline(samples, a.k, a.smoothing, stages)
@@ -175,6 +185,7 @@ def main():
           f"max |diff| / max sigma {err.max() / np.abs(exact).max():.3e}, "
           f"max elementwise relative {np.max(err / np.maximum(np.abs(exact), 1e-300)):.3e}  "
           f"(sigma range {exact.min():.3e} .. {exact.max():.3e})")
+    print(f"torch kernels vs ours: max |diff| / max sigma {torch_kernel_diff:.3e} (their Lab values are float32)")
     if not a.skip_reference:
         d = np.abs(ref - exact) / np.abs(exact).max()
         e = a.k // 2 + int(4 * a.smoothing + 0.5)  # beyond this distance from the edges the padding conventions do not matter
