@@ -114,7 +114,7 @@ def main():
         rows = {}
         for name in (['batched'] if a.no_naive else ['batched', 'naive']):
             fn = sr.sample if name == 'batched' else sr.sample_naive
-            fn(lr, 1, torch.Generator(dev).manual_seed(0))               # warm-up: kernels, caches
+            fn(lr, min(a.m, a.max_batch), torch.Generator(dev).manual_seed(0))   # warm-up at the batch shapes timed below: kernels, autotuning, caches
             if cuda: torch.cuda.reset_peak_memory_stats(dev)
             _, wall, cpu = timed(lambda: fn(lr, a.m, torch.Generator(dev).manual_seed(1)), sync)
             peak = f"{torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GiB" if cuda else '-'
