@@ -57,12 +57,6 @@ class MapPool:
                                         if other is None else other.with_fidelities(self.fidelities[metric], self.bounds[metric]))
         return cache[estimator, metric]
 
-    def subset(self, idx)->MapPool:
-        "The crops `idx` as a new pool."
-        idx = np.asarray(idx)
-        return MapPool({k: v[idx] for k, v in self.sigmas.items()}, {k: v[idx] for k, v in self.fidelities.items()},
-                       self.sq_error[idx], [self.source_ids[i] for i in idx], dict(self.bounds), dict(self.meta))
-
     def families(self)->np.ndarray:
         "The photo family of each crop (the part of its source id before the slash)."
         return np.array([s.split('/')[0] for s in self.source_ids])

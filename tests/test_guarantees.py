@@ -122,9 +122,15 @@ def test_kutiel_quantile_is_sound_for_the_max(seed):
     sig, fid = pool(rng, 400, shape=(6, 6))
     level, delta = 0.6, 0.2
     crit = np.array([kutiel_critical_value(s, f, level, 'max') for s, f in zip(sig, fid)])
+    # the quantile's index, exactly: k = floor((n+1) delta), the k-th smallest critical value
+    assert kutiel_threshold([5., 1, 3, 2, 4, 9, 8, 7, 6], 0.2) == 2.0       # k = floor(10*0.2) = 2
+    assert kutiel_threshold([5., 1, 3, 2, 4, 9, 8, 7, 6, 10], 0.2) == 2.0   # k = floor(11*0.2) = 2
+    assert kutiel_threshold([5., 1, 3, 2, 4, 9, 8, 7, 6, 10, 11], 0.25) == 3.0  # k = floor(12*0.25) = 3
+    assert kutiel_threshold([5., 1, 3], 0.2) == -np.inf                      # k = 0: the empty mask
     fails = []
     for c, te in random_splits(400, 50, 200, seed=seed):
         t = kutiel_threshold(crit[c], delta)
+        assert t == np.sort(crit[c])[math.floor(51 * delta) - 1], seed     # k = 10 of n = 50
         fails.append(np.mean([masked_divergence(sig[j], fid[j], t, 'max') > level for j in te]))
     se = np.std(fails, ddof=1) / math.sqrt(len(fails))
     assert np.mean(fails) <= delta + Z * se, (seed, np.mean(fails))
