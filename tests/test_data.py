@@ -10,7 +10,7 @@ from PIL import Image, ImageOps
 from conformal_superres.data import (HELD_OUT_PHOTO_IDS, PHOTO_FAMILIES, TRAIN_PHOTO_IDS, Pair, Photo, PhotoPair,
                                      _interior_paths, _photo_seed, benchmark_pairs, bundled_photos, crop_to_multiple,
                                      degrade, div2k, image_folder, iter_pairs, liu4k, load_image, make_pairs,
-                                     pil_to_tensor, random_crops, split_pairs)
+                                     pil_to_tensor, random_crops, split_pairs, batched, encode_image)
 
 RNG = np.random.default_rng(20240607)
 
@@ -297,22 +297,44 @@ def test_split_pairs_random_groups():
         take = rng.random(len(sizes)) < 0.5
         take[0], take[-1] = True, False
         n = int(sizes[take].sum())
-        try:
-            cal, test = split_pairs(pairs, n, seed=trial)
-        except ValueError as e:
-            assert 'without splitting a source photo' in str(e)    # greedy order may miss a subset sum
-            continue
+        cal, test = split_pairs(pairs, n, seed=trial)       # any sum of whole photos is found
         assert len(cal) == n and len(cal) + len(test) == len(pairs)
         assert not {p.source_id for p in cal} & {p.source_id for p in test}
         assert all(a is b for a, b in zip(cal, [p for p in pairs if any(p is c for c in cal)]))   # input order kept
     pairs = [Pair(torch.zeros(1), torch.zeros(1), f's{i // 4}') for i in range(20)]
     assert split_pairs(pairs, 8, seed=1) == split_pairs(pairs, 8, seed=1)
     assert len({tuple(p.source_id for p in split_pairs(pairs, 8, seed=s)[0]) for s in range(10)}) > 3
-    with pytest.raises(ValueError, match='multiple of 4'): split_pairs(pairs, 6)
+    with pytest.raises(ValueError, match='nearest possible sizes are 4 or 8'): split_pairs(pairs, 6)
+    mixed = [Pair(torch.zeros(1), torch.zeros(1), s) for s in 'aabbb']      # photos of 2 and 3 crops
+    for seed in range(10):
+        cal, test = split_pairs(mixed, 3, seed=seed)
+        assert [p.source_id for p in cal] == ['b'] * 3 and [p.source_id for p in test] == ['a'] * 2
+        assert [p.source_id for p in split_pairs(mixed, 2, seed=seed)[0]] == ['a'] * 2
+    with pytest.raises(ValueError, match='nearest possible sizes are 3 or 5'): split_pairs(mixed, 4)
+    with pytest.raises(ValueError, match='nearest possible sizes are 2:'): split_pairs(mixed, 1)
     cal, test = split_pairs(pairs, 6, seed=0, by_source=False)
     assert len(cal) == 6 and len(test) == 14
     with pytest.raises(ValueError, match='between 1 and'): split_pairs(pairs, 0)
     with pytest.raises(TypeError, match='by_source=False'): split_pairs([(1, 2), (3, 4)], 1)
+
+
+def test_batched_mixed_sizes_and_triples():
+    a = [Pair(torch.full((3, 2, 2), float(i)), torch.zeros(3, 8, 8), 'a') for i in range(5)]
+    b = [Pair(torch.zeros(3, 3, 2), torch.zeros(3, 12, 8), 'b')]
+    got = batched(a[:3] + b + a[3:], 2)
+    assert [tuple(x[0].shape) for x in got] == [(2, 3, 2, 2), (1, 3, 2, 2), (1, 3, 3, 2), (2, 3, 2, 2)]
+    assert torch.cat([x[0][:, 0, 0, 0] for x in got]).tolist() == [0, 1, 2, 0, 3, 4]
+    trip = batched([(torch.zeros(3, 2, 2), torch.zeros(3, 8, 8), torch.ones(8, 8))] * 3, 8)
+    assert len(trip) == 1 and [tuple(x.shape) for x in trip[0]] == [(3, 3, 2, 2), (3, 3, 8, 8), (3, 8, 8)]
+    with pytest.raises(ValueError, match='at least 1'): batched(a, 0)
+
+
+def test_encode_image_round_trips_8_bit():
+    x = torch.rand(3, 5, 7, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(load_image(encode_image(x)), (x * 255).round() / 255)
+    grey = np.linspace(0, 1, 12).reshape(3, 4)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(encode_image(grey)))), (grey * 255).round().astype(np.uint8))
+    assert encode_image(x, 'JPEG', quality=50)[:2] == b'\xff\xd8'
 
 
 # ---------------------------------------------------------------- data-set folders

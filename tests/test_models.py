@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from conformal_superres.data import degrade, load_image
+from conformal_superres.data import degrade, encode_image, load_image
 from conformal_superres.models import (SHIFT_METHODS, CallableModel, FolderSamples, HTTPModel, ModelCallError,
                                        ModelOutputError, PerturbedModel, SRModel, as_model, bicubic_model, draw_samples,
-                                       encode_png, normalise_output, subpixel_shift)
+                                       normalise_output, subpixel_shift)
 
 
 def nearest(lr, s=4): return lr.repeat_interleave(s, -2).repeat_interleave(s, -1)
@@ -27,7 +27,7 @@ def test_output_conventions():
     u16 = np.random.default_rng(0).integers(0, 65536, (2, 12, 20, 3), dtype=np.uint16)
     cases = {'tensor u8': (u8, ref8), 'tensor float': (hr, hr.double()), 'numpy BHWC u8': (hwc, ref8),
              'list numpy HWC': (list(hwc), ref8), 'list PIL': ([Image.fromarray(a) for a in hwc], ref8),
-             'list PNG bytes': ([encode_png(x) for x in hr], ref8),
+             'list PNG bytes': ([encode_image(x, 'PNG') for x in hr], ref8),
              'numpy u16': (u16, torch.from_numpy(u16.astype(np.float64) / 65535).permute(0, 3, 1, 2)),
              'numpy float': (hr.permute(0, 2, 3, 1).numpy(), hr.double())}
     for name, (out, ref) in cases.items():
@@ -147,7 +147,7 @@ def fake_service(p_503=0.3, seed=0, max_requests=200, answer=None):
             lr, s = load_image(body), int(self.headers['X-Scale'])
             g = torch.Generator().manual_seed(int(self.headers['X-Seed']))
             hr = nearest(lr, s) + 0.05 * torch.randn(3, lr.shape[1] * s, lr.shape[2] * s, generator=g)
-            png = encode_png(hr.clamp(0, 1))
+            png = encode_image(hr.clamp(0, 1), 'PNG')
             self.send_response(200); self.send_header('Content-Type', 'image/png')
             self.send_header('Content-Length', str(len(png))); self.end_headers(); self.wfile.write(png)
     server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
@@ -222,6 +222,24 @@ def test_folder_samples(sample_folder):
     with pytest.raises(ValueError, match="'b' has 3 samples"): fs.samples('b', 4)
     with pytest.raises(KeyError, match='not one of the 2 images'): fs(torch.rand(1, 3, 4, 5))
     with pytest.raises(KeyError, match="no image 'c'"): fs.samples('c')
+
+
+def test_folder_samples_decode_each_file_once(sample_folder, monkeypatch):
+    import conformal_superres.models as models
+    reads = []
+    real = models.load_image
+    monkeypatch.setattr(models, 'load_image', lambda f: (reads.append(Path(f).relative_to(sample_folder).as_posix()), real(f))[1])
+    fs = FolderSamples(sample_folder)
+    pairs = list(fs.pairs())                        # one read of each ground truth: the LR is made from the same decode
+    assert sorted(reads) == ['ground_truth/a.png', 'ground_truth/b.png']
+    reads.clear()
+    lr, g = torch.stack([p.lr for p in pairs]), torch.Generator()
+    chunks = [fs.sample(lr, 1, g) for _ in range(3)]   # LR images recognised from the kept LRs; samples read as handed out
+    assert sorted(reads) == sorted(f'samples/{id}/{k}.png' for id in 'ab' for k in range(3))
+    assert torch.equal(torch.cat(chunks)[:, 0], real_samples := fs.samples('a', 3)) and real_samples.shape[0] == 3
+    reads.clear()
+    fs.samples('b', 2)                              # a size check against the kept ground-truth shape, no new ground-truth read
+    assert reads == ['samples/b/0.png', 'samples/b/1.png']
 
 
 def test_folder_samples_errors(sample_folder, tmp_path_factory):
@@ -319,12 +337,21 @@ def test_as_model():
 
 def test_with_conformal_mask(sample_folder):
     "The adapters plug into ConformalMask: perturbed bicubic, and a folder of samples."
-    from conformal_superres.mask import ConformalMask
+    from conformal_superres.mask import ConformalMask, summarise
     from conformal_superres.data import bundled_photos, make_pairs
     pairs = make_pairs(bundled_photos('skimage')[:3], 32, 2, seed=0)
     cm = ConformalMask(PerturbedModel(bicubic_model(4)), n_samples=4)
-    t = cm.calibrate(pairs, alphas=(1.0,), progress=False)[1.0]
-    assert cm.predict(pairs[0].lr, 1.0).mask.shape[-2:] == (32, 32) and t > 0
+    t = cm.calibrate(pairs, alphas=(0.45,), progress=False)[0.45]   # 0.45 > B/(n+1) = 3/7: a finite threshold
+    p = cm.predict(pairs[0].lr, 0.45)
+    assert 0 < t < float('inf') and torch.equal(p.mask, p.sigma <= t)
+    assert 0 < p.mask.double().mean() < 1            # the perturbations make samples disagree in some places, not all
+    s = summarise(cm.evaluate(pairs, (0.45,), progress=False))[0]
+    assert s['psnr_masked'] > s['psnr_full'] + 1      # the trusted pixels are the more accurate ones
     fs = FolderSamples(sample_folder)
     cm2 = ConformalMask(fs, n_samples=3, sample_batch=2)
     cm2.calibrate(list(fs.pairs()), alphas=(1.0,), progress=False)   # chunks of 2 then 1: samples 0-1, then 2
+    assert cm2.n == 2
+    q = cm2.predict(fs.lr('a'), 1.0)                  # a fresh generator: the stored samples 0, 1, 2 of 'a'
+    stored = fs.samples('a', 3)
+    assert torch.equal(q.prediction, stored[0])
+    torch.testing.assert_close(q.sigma, cm2.uncertainty(stored[:, None])[0])

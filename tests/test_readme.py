@@ -1,5 +1,6 @@
 "The README's example is code a user will paste: run it as written."
 import re, os
+import torch
 from pathlib import Path
 
 README = Path(__file__).resolve().parent.parent / 'README.md'
@@ -15,5 +16,5 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     exec(compile(blocks[0], 'README.md', 'exec'), ns)
     cm = ns['cm']
     assert (tmp_path / 'calibration.json').exists()
-    assert ns['p'].mask.dtype.is_floating_point is False and ns['p'].mask.shape == ns['p'].sigma.shape
+    assert ns['p'].mask.dtype == torch.bool and ns['p'].mask.shape == ns['p'].sigma.shape
     assert set(cm.thresholds) == {0.1, 0.2}
