@@ -3,8 +3,9 @@
 The reference code calibrates by bisection: for each alpha, bisect t over [min sigma, max sigma] to a
 tolerance of 1e-10, each step a full pass over every pixel of every image to compute the calibrated
 risk (sum_i max{D_i : sigma_i <= t} + B) / (n + 1). It is written here vectorised in numpy with
-preallocated per-image buffers (the fastest numpy form we found: about 10x faster than
-`np.where(sig <= t, D, 0).max(axis=(1, 2))` on the whole stack), so that the comparison is fair.
+preallocated per-image buffers (the fastest numpy form we found: one risk pass over 100 maps of
+512x512 or 1024x1024 took 5 to 7 times less time than `np.where(sig <= t, D, 0).max(axis=(1, 2))` on
+the whole stack, on 2 cores), so that the comparison is fair.
 
 Both run on the same float32 maps in the same process. The streaming `Calibrator` is measured
 separately: images are regenerated one at a time from their seeds, never held together.

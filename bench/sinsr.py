@@ -25,15 +25,15 @@ Examples (from the repository root):
     python bench/sinsr.py --memory-only --dtype bfloat16
 """
 from __future__ import annotations
-import argparse, contextlib, os, platform, resource, sys, time
+import argparse, contextlib, os, platform, resource, sys
 import torch
-import torch.nn.functional as F
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the package of this checkout
 import conformal_superres.sinsr as sinsr
 from conformal_superres.sinsr import SinSR, ResShiftUNet, VQAutoencoder
+from _measure import Measure  # bench/_measure.py (this script's folder)
 
 class LiveTensorMeter(TorchDispatchMode):
     "Peak bytes of live tensors on one device, tracked operation by operation."
@@ -76,11 +76,6 @@ def meta_peak(h:int, w:int, m:int, dtype, naive:bool=False, **kw)->int:
         (sr.sample_naive if naive else sr.sample)(lr, m)
     return meter.peak + weight_bytes(sr)
 
-def timed(fn, sync):
-    sync(); t, c = time.perf_counter(), time.process_time()
-    out = fn(); sync()
-    return out, time.perf_counter() - t, time.process_time() - c
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--sizes', type=int, nargs='+', default=[256], help='square output sizes (multiples of 4)')
@@ -116,7 +111,10 @@ def main():
             fn = sr.sample if name == 'batched' else sr.sample_naive
             fn(lr, min(a.m, a.max_batch), torch.Generator(dev).manual_seed(0))   # warm-up at the batch shapes timed below: kernels, autotuning, caches
             if cuda: torch.cuda.reset_peak_memory_stats(dev)
-            _, wall, cpu = timed(lambda: fn(lr, a.m, torch.Generator(dev).manual_seed(1)), sync)
+            with Measure(name, quiet=True, sync=sync, memory=False) as mt:   # memory: CUDA and meta-replay peaks below
+                out = fn(lr, a.m, torch.Generator(dev).manual_seed(1))
+            del out   # freed outside the timed block
+            wall, cpu = mt.seconds, mt.cpu
             peak = f"{torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GiB" if cuda else '-'
             meta = meta_peak(s // 4, s // 4, a.m, dtype, naive=(name == 'naive'), **kw)
             rows[name] = a.m / wall

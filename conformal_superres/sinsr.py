@@ -232,7 +232,7 @@ class ResShiftUNet(nn.Module):
                  mlp_ratio:float=4.,
                 ):
         super().__init__()
-        self.model_channels, self.latent_channels = model_channels, out_channels
+        self.model_channels = model_channels
         self.multiple = 2 ** (len(channel_mult) - 1) * window_size   # input sizes must be multiples of this
         emb = 4 * model_channels
         heads = swin_embed_dim // num_head_channels
@@ -430,7 +430,7 @@ def derived_buffers(net:nn.Module)->set[str]:
     return {k for k in net.state_dict() if k.endswith(('relative_position_index', 'attn_mask'))}
 
 def _reset_derived(net:nn.Module):
-    "Recompute the derived buffers (after `to_empty`, or after loading)."
+    "Recompute the derived buffers (`load_weights` does it after loading, which also covers a network made by `to_empty`)."
     for m in net.modules():
         if isinstance(m, WindowAttention): m.relative_position_index = relative_position_index(m.window).to(m.qkv.weight.device)
         if isinstance(m, SwinBlock) and hasattr(m, 'attn_mask'):
@@ -504,7 +504,8 @@ def load_weights(net:nn.Module,    # the network to fill (its configuration must
         raise ValueError('; '.join(msg))
     net.load_state_dict({k: v for k, v in state.items() if k not in derived}, strict=False)
     _reset_derived(net)
-    stale = [k for k in derived & set(state) if not torch.equal(state[k].to(own[k].device, own[k].dtype), net.state_dict()[k])]
+    now = net.state_dict()
+    stale = [k for k in derived & set(state) if not torch.equal(state[k].to(own[k].device, own[k].dtype), now[k])]
     if stale: warnings.warn(f"{len(stale)} derived buffers in the file differ from their recomputation and were ignored "
                             f"(e.g. {stale[0]})")
     return net
@@ -605,7 +606,7 @@ class SinSR:
                                      (VQAutoencoder, autoencoder_path, autoencoder_config, 'autoencoder')):
             state = read_checkpoint(path)
             with torch.device('meta'): net = Net(**(cfg or {}))
-            net = net.to_empty(device='cpu'); _reset_derived(net)
+            net = net.to_empty(device='cpu')   # load_weights fills the weights and recomputes the derived buffers
             try: load_weights(net, state, name)
             except ValueError as e: raise ValueError(f"{path}: {e}") from None
             nets.append(net.to(device=device, dtype=dtype))
