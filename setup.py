@@ -26,7 +26,9 @@ requirements = shlex.split(cfg.get('requirements', ''))
 if cfg.get('pip_requirements'): requirements += shlex.split(cfg.get('pip_requirements', ''))
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
-dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+# every `<name>_requirements` key of settings.ini is the extra `<name>` (dev, demo, ...)
+extras = {k[:-len('_requirements')]: shlex.split(v) for k, v in cfg.items()
+          if k.endswith('_requirements') and k not in ('requirements', 'pip_requirements', 'conda_requirements')}
 
 setuptools.setup(
     name = cfg['lib_name'],
@@ -41,7 +43,7 @@ setuptools.setup(
     include_package_data = True,
     package_data = {cfg['lib_path']: ['weights/*.pt', 'weights/*.json', 'weights/*.md']},
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements },
+    extras_require = extras,
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

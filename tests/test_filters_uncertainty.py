@@ -1,7 +1,7 @@
 """Randomised checks of the filters and of the patch variance against scipy / float64 references
 (a wider sweep than the notebooks'; about 20 s).
 
-The accuracy claim of the uncertainty map (nbs/03_uncertainty.ipynb, "Checks"): with sigma_64 the same
+The accuracy claim of the uncertainty map (nbs/04_uncertainty.ipynb, "Checks"): with sigma_64 the same
 formula in float64 from the float64 normalised Lab of the same sample values, per pixel
 |sigma - sigma_64| <= 2 delta sqrt(sigma_64) + delta^2 + 1e-12 max(sigma_64), with delta = 1e-6 for
 float32 and half samples (their Lab values are computed in float32) and 1e-12 for float64 samples."""

@@ -1,4 +1,4 @@
-"""Statistical checks of conformal_superres.guarantees: the closed forms, the risk checker, and the
+"""Statistical checks of conformal_superres.bounds, risk_check and kutiel: the closed forms, the risk checker, and the
 Kutiel et al. counterexample. Fresh random inputs each run (the seed is printed on failure);
 tolerances are 4 standard errors, so a correct implementation fails by chance about once in 10^4 runs."""
 import math
@@ -9,10 +9,10 @@ import pytest
 from scipy import stats
 
 from conformal_superres.calibration import brute_force_threshold, calibrate_threshold, mask_loss
-from conformal_superres.guarantees import (
-    RiskPool, check_risk, crc_lower_bound, hallucination_images, kutiel_calibrate, kutiel_critical_value,
-    kutiel_threshold, leakage_bound, leakage_corrected_alpha, masked_divergence, min_calibration_size,
-    psnr_lower_bound, random_splits, two_type_counterexample)
+from conformal_superres.risk_check import RiskPool, check_risk, random_splits
+from conformal_superres.bounds import crc_lower_bound, leakage_bound, leakage_corrected_alpha, psnr_lower_bound
+from conformal_superres.kutiel import hallucination_images, kutiel_calibrate, kutiel_critical_value, kutiel_threshold, masked_divergence, two_type_counterexample
+from conformal_superres.calibration import min_calibration_size
 
 Z = 4.0  # tolerance in standard errors
 

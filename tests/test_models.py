@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from conformal_superres.data import degrade, encode_image, load_image
-from conformal_superres.models import (SHIFT_METHODS, CallableModel, FolderSamples, HTTPModel, ModelCallError,
-                                       ModelOutputError, PerturbedModel, SRModel, as_model, bicubic_model, draw_samples,
-                                       normalise_output, subpixel_shift)
+from conformal_superres.pairs import degrade
+from conformal_superres.images import encode_image, load_image
+from conformal_superres.models import SHIFT_METHODS, CallableModel, FolderSamples, HTTPModel, ModelCallError, ModelOutputError, PerturbedModel, as_model, bicubic_model, normalise_output, subpixel_shift
+from conformal_superres.protocol import SRModel, draw_samples
 
 
 def nearest(lr, s=4): return lr.repeat_interleave(s, -2).repeat_interleave(s, -1)
@@ -338,7 +338,8 @@ def test_as_model():
 def test_with_conformal_mask(sample_folder):
     "The adapters plug into ConformalMask: perturbed bicubic, and a folder of samples."
     from conformal_superres.mask import ConformalMask, summarise
-    from conformal_superres.data import bundled_photos, make_pairs
+    from conformal_superres.photos import bundled_photos
+    from conformal_superres.pairs import make_pairs
     pairs = make_pairs(bundled_photos('skimage')[:3], 32, 2, seed=0)
     cm = ConformalMask(PerturbedModel(bicubic_model(4)), n_samples=4)
     t = cm.calibrate(pairs, alphas=(0.45,), progress=False)[0.45]   # 0.45 > B/(n+1) = 3/7: a finite threshold
