@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_images.ipynb #e98b4684
 from __future__ import annotations
-import io
+import io, struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'load_image', 'pil_to_tensor', 'Photo', 'to_uint8', 'encode_image']
@@ -21,39 +21,48 @@ __all__ = ['IMAGE_EXTENSIONS', 'load_image', 'pil_to_tensor', 'Photo', 'to_uint8
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.webp', '.jp2', '.j2k', '.jpx', '.ppm', '.pgm', '.gif')
 
 def _orient(a:np.ndarray, orientation:int)->np.ndarray:
-    "Apply an EXIF orientation (1..8) to an (H,W,C) array, as a viewer would display it."
-    if orientation == 2: return a[:, ::-1]
-    if orientation == 3: return a[::-1, ::-1]
-    if orientation == 4: return a[::-1]
-    if orientation == 5: return a.swapaxes(0, 1)
-    if orientation == 6: return np.rot90(a, -1)
-    if orientation == 7: return a.swapaxes(0, 1)[::-1, ::-1]
-    if orientation == 8: return np.rot90(a, 1)
-    return a
+    "Apply an EXIF orientation (1..8) to an (H,W,C) array with Pillow's `ImageOps.exif_transpose`, channel by channel."
+    if orientation in (None, 1) or a.size == 0: return a
+    def turn(ch:np.ndarray)->np.ndarray:
+        im = Image.fromarray(np.ascontiguousarray(ch))   # L, I;16, F or 1: a transposition keeps every value
+        im.getexif()[0x0112] = orientation
+        return np.asarray(ImageOps.exif_transpose(im))
+    return np.stack([turn(a[..., c]) for c in range(a.shape[-1])], -1).astype(a.dtype, copy=False)
 
-def _png16(im:Image.Image)->np.ndarray|None:
-    "Full-precision (H,W,C) uint16 array of a 16-bit colour or grey+alpha PNG, or None for other files."
-    if im.format != 'PNG' or len(im.tile) != 1 or not isinstance(im.tile[0].args, str): return None
-    tile, raw = im.tile[0], im.tile[0].args
-    def decode(rawmode):
-        with _reopen(im) as again:
-            again.tile = [tile._replace(args=rawmode)]
-            again.load()
-            return np.asarray(again).astype(np.uint16)
-    if raw in ('RGB;16B', 'RGBA;16B'):
-        return decode(raw) * 256 + decode(raw.replace('16B', '16L'))
-    if raw == 'LA;16B':  # grey+alpha: the 4-byte RGBA unpacker returns (L_hi, L_lo, A_hi, A_lo)
-        b = decode('RGBA')
-        return np.stack([b[..., 0] * 256 + b[..., 1], b[..., 2] * 256 + b[..., 3]], -1)
-    return None
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+def _png16(source)->np.ndarray|None:
+    "Full-precision (H,W,C) uint16 array of a 16-bit colour or grey+alpha PNG file (path or file object), or None for other files."
+    def read(n=-1):
+        if isinstance(source, (str, Path)):
+            with open(source, 'rb') as fh: return fh.read(n)
+        pos = source.tell(); source.seek(0); data = source.read(n); source.seek(pos)
+        return data
+    head = read(33)                                         # signature + IHDR
+    if len(head) < 33 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b'IHDR': return None
+    w, h, depth, ctype, _, _, interlace = struct.unpack('>IIBBBBB', head[16:29])
+    if depth != 16 or ctype not in (2, 4, 6): return None   # grey 16-bit is read by Pillow as I;16 already
+    data, pos, idat = read(), 8, []
+    while pos + 8 <= len(data):                              # the chunks; the image data is the concatenated IDATs
+        n, kind = struct.unpack('>I4s', data[pos:pos + 8])
+        if kind == b'IDAT': idat.append(data[pos + 8:pos + 8 + n])
+        pos += 12 + n
+    idat = b''.join(idat)
+    def decode(mode:str, rawmode:str)->np.ndarray:          # Pillow's zip decoder un-filters the PNG stream
+        args = (rawmode, 1) if interlace else (rawmode,)
+        return np.asarray(Image.frombytes(mode, (w, h), idat, 'zip', args)).astype(np.uint16)
+    if ctype in (2, 6):
+        mode = 'RGB' if ctype == 2 else 'RGBA'
+        return decode(mode, mode + ';16B') * 256 + decode(mode, mode + ';16L')
+    b = decode('RGBA', 'RGBA')   # grey+alpha, 4 bytes a pixel: (L_hi, L_lo, A_hi, A_lo)
+    return np.stack([b[..., 0] * 256 + b[..., 1], b[..., 2] * 256 + b[..., 3]], -1)
 
 def _file_source(im:Image.Image):
-    "The file an unloaded Pillow image was opened from: its path, or its bytes."
+    "The file an opened Pillow image was read from: its path, or its bytes."
     if isinstance(getattr(im, 'filename', None), str) and im.filename: return im.filename
     pos = im.fp.tell(); im.fp.seek(0); data = im.fp.read(); im.fp.seek(pos)
     return io.BytesIO(data)
 
-def _reopen(im:Image.Image)->Image.Image: return Image.open(_file_source(im))
 
 # %% ../nbs/08_images.ipynb #0c24b11c
 def _tiff_array(source)->np.ndarray:
@@ -88,7 +97,7 @@ def _unpremultiply(a:np.ndarray)->np.ndarray:
 # %% ../nbs/08_images.ipynb #bc9419a7
 def _pil_array(im:Image.Image)->np.ndarray:
     "An opened Pillow image as an (H,W,C) array (C = 1, 2, 3 or 4) in its native dtype, not yet oriented."
-    if (a := _png16(im)) is not None: return a
+    if im.format == 'PNG' and (a := _png16(_file_source(im))) is not None: return a
     bits = im.tag_v2.get(258) if im.format == 'TIFF' and hasattr(im, 'tag_v2') else None
     if bits is not None and max(np.atleast_1d(bits)) > 8:    # tifffile: full precision, photometric handled here
         try: return _tiff_array(_file_source(im))
@@ -120,7 +129,7 @@ def _read_array(source)->np.ndarray:
         if p.is_dir(): raise IsADirectoryError(f"{p} is a folder; for a folder of images use image_folder({str(p)!r})")
     try:
         with Image.open(source) as im:
-            a = _pil_array(im)   # before getexif(), which may decode the image and drop what _png16 needs
+            a = _pil_array(im)
             return _orient(a, im.getexif().get(0x0112, 1))
     except (UnidentifiedImageError, OSError, ValueError) as e:
         pil_error = e

@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_models.ipynb #b11381b5
 from __future__ import annotations
-import inspect, math, threading, time, urllib.error, urllib.request, weakref
+import http.client, inspect, math, threading, time, urllib.error, urllib.parse, weakref
 from pathlib import Path
 from typing import Callable
 import numpy as np
@@ -153,6 +153,37 @@ class CallableModel(SRModelBase):
 def _retryable_http(e:Exception)->bool:
     return not (isinstance(e, urllib.error.HTTPError) and 400 <= e.code < 500 and e.code not in (408, 429))
 
+def _http_post(url:str, body:bytes, headers:dict, timeout:float)->tuple[bytes, str]:
+    "POST `body` and return the answer's bytes and content type, all within `timeout` seconds, on the calling thread."
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ('http', 'https'): raise ValueError(f"{url}: only http:// and https:// URLs are supported")
+    deadline = time.monotonic() + timeout
+    def left()->float:
+        t = deadline - time.monotonic()
+        if t <= 0: raise TimeoutError(f"no complete answer from {url} within {timeout} s")
+        return t
+    conn = (http.client.HTTPSConnection if parts.scheme == 'https' else http.client.HTTPConnection)(parts.netloc, timeout=left())
+    try:
+        conn.request('POST', (parts.path or '/') + (f'?{parts.query}' if parts.query else ''), body=body, headers=headers)
+        sock = conn.sock                    # kept: the connection hands it to the response and forgets it
+        sock.settimeout(left())             # each blocking read waits at most what is left of the deadline
+        r = conn.getresponse()
+        chunks = []
+        while not r.isclosed():             # the response closes itself after the last byte
+            sock.settimeout(left())
+            chunk = r.read1(1 << 16)           # what has arrived, not a full buffer: the deadline is checked between reads
+            if not chunk: break
+            chunks.append(chunk)
+        data = b''.join(chunks)
+        if r.status >= 400:
+            raise urllib.error.HTTPError(url, r.status, f"{r.reason}: {data[:200]!r}", r.headers, None)
+        return data, r.headers.get('Content-Type', '?')
+    except TimeoutError:   # a socket read that ran out of time, or the deadline itself
+        raise TimeoutError(f"no complete answer from {url} within {timeout} s") from None
+    finally:
+        conn.close()
+        if 'r' in locals(): r.close()
+
 # %% ../nbs/12_models.ipynb #1136b8bf
 class HTTPModel(SRModelBase):
     "An SR model behind an HTTP endpoint: POST a PNG, get a PNG back; the seed travels in a header."
@@ -161,7 +192,7 @@ class HTTPModel(SRModelBase):
                  scale:int,                # SR factor of the service
                  retries:int=3,            # extra attempts after a failed request
                  backoff:float=0.5,        # seconds before the first retry, doubled at each further one
-                 timeout:float=60.0,       # socket timeout of one request, seconds
+                 timeout:float=60.0,       # seconds one request may take in all (connect, send, answer)
                  headers:dict|None=None,   # extra headers (e.g. authorisation)
                  seed_header:str='X-Seed', # header that carries the per-image seed
                  sleep:Callable=time.sleep,
@@ -170,11 +201,8 @@ class HTTPModel(SRModelBase):
         self.headers, self.seed_header, self.sleep = dict(headers or {}), seed_header, sleep
 
     def _post(self, png:bytes, seed:int)->Tensor:
-        req = urllib.request.Request(self.url, data=png, method='POST', headers={
-            'Content-Type': 'image/png', 'Accept': 'image/png', self.seed_header: str(seed),
-            'X-Scale': str(self.scale), **self.headers})
-        with urllib.request.urlopen(req, timeout=self.timeout) as r:
-            body, ctype = r.read(), r.headers.get('Content-Type', '?')
+        body, ctype = _http_post(self.url, png, {'Content-Type': 'image/png', 'Accept': 'image/png', self.seed_header: str(seed),
+                                                 'X-Scale': str(self.scale), **self.headers}, self.timeout)
         try: return load_image(body)
         except ValueError:
             raise ModelOutputError(f"{self.url} answered with {len(body)} bytes of {ctype} that are not an image:"

@@ -191,6 +191,30 @@ def test_http_errors():
         HTTPModel('http://127.0.0.1:9/none', 4, retries=1, backoff=0.001, timeout=2)(lr, torch.Generator())
 
 
+def test_http_timeout_bounds_the_whole_request():
+    "A server that trickles its answer (one byte every 50 ms) is cut off at the deadline, on the calling thread."
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers['Content-Length']))
+            self.send_response(200); self.send_header('Content-Type', 'image/png'); self.end_headers()
+            try:
+                for _ in range(200): self.wfile.write(b'x'); self.wfile.flush(); time.sleep(0.05)
+            except OSError: pass                                         # the client hung up: what we want
+        def log_message(self, *a): pass
+    srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Trickle)
+    th = threading.Thread(target=srv.serve_forever, daemon=True); th.start()
+    try:
+        before = threading.active_count()
+        t0 = time.monotonic()
+        with pytest.raises(ModelCallError, match='TimeoutError: no complete answer .* within 0.3 s'):
+            HTTPModel(f'http://127.0.0.1:{srv.server_address[1]}/sr', 4, retries=0, timeout=0.3)(torch.rand(1, 3, 4, 4), torch.Generator())
+        took = time.monotonic() - t0
+        assert took < 2.0, took                                          # 200 bytes at 50 ms would take 10 s
+        time.sleep(0.2)                                                  # the server's handler thread notices the hang-up
+        assert threading.active_count() <= before, "a thread of the call is still running"
+    finally: srv.shutdown(); srv.server_close()
+
+
 # ---------------------------------------------------------------- sample folders
 def _save(path, img): Image.fromarray((img.permute(1, 2, 0) * 255).round().byte().numpy()).save(path)
 
