@@ -6,11 +6,12 @@
 from __future__ import annotations
 import math
 import warnings
+from fractions import Fraction
 from dataclasses import dataclass
 import numpy as np
 
 # %% auto #0
-__all__ = ['Records', 'loss_records', 'min_calibration_size', 'Calibrator', 'largest_below', 'calibrate_threshold',
+__all__ = ['Records', 'loss_records', 'min_calibration_size', 'limit_mask', 'Calibrator', 'largest_below', 'calibrate_threshold',
            'brute_force_threshold', 'mask_loss']
 
 # %% ../nbs/05_calibration.ipynb #532c9a90
@@ -53,12 +54,9 @@ def _check_maps(sigma, fidelity, bound:float|None, i:int)->tuple[np.ndarray, np.
 # %% ../nbs/05_calibration.ipynb #fa4fd3f7
 @dataclass(eq=False)
 class Records:
-    "The steps of `l(t) = max{D_p : sigma_p <= t}` for one image, and a few values of its sigma map."
+    "The steps of `l(t) = max{D_p : sigma_p <= t}` for one image."
     sigma:np.ndarray  # float64, strictly increasing: the sigma values at which l(t) rises (a whole tie group at once)
     loss:np.ndarray   # float64, strictly increasing, > 0: the loss level l(t) reached at each of those values
-    below:np.ndarray  # float64: largest sigma of the image strictly below each record (-inf if none)
-    lowest:float      # smallest sigma of the image
-    highest:float     # largest sigma of the image
     n_pixels:int      # number of pixels of the image
 
     def __len__(self): return len(self.sigma)
@@ -66,10 +64,12 @@ class Records:
         return (f"Records({len(self)} steps over {self.n_pixels} pixels; sigma={np.array2string(self.sigma, threshold=8)}, "
                 f"loss={np.array2string(self.loss, threshold=8)})")
 
-    def at(self, t):
-        "l(t) for a threshold or an array of thresholds."
-        k = np.searchsorted(self.sigma, np.asarray(t, dtype=np.float64), side='right')
-        return np.concatenate([[0.], self.loss])[k]
+    def at(self, t, strict:bool=False):
+        "The loss at threshold(s) `t`: `l(t) = max{D_p : sigma_p <= t}`, or with `strict` `max{D_p : sigma_p < t}` (0 for an empty mask)."
+        k = np.searchsorted(self.sigma, np.asarray(t, dtype=np.float64), side='left' if strict else 'right')
+        out = np.concatenate([[0.], self.loss])[k]
+        return float(out) if np.ndim(out) == 0 else out
+
 
 # %% ../nbs/05_calibration.ipynb #3abd8738
 def _fits_float32(x:np.ndarray)->bool:
@@ -121,29 +121,24 @@ def _sort_by_sigma(s:np.ndarray, d:np.ndarray)->tuple[np.ndarray, np.ndarray]:
     return s[o], d[o]
 
 # %% ../nbs/05_calibration.ipynb #057c72c7
-def _records(s:np.ndarray, d:np.ndarray, below:bool=True)->Records:
-    "Records of validated maps `s`, `d` (any shape); `below=False` skips the values below the records (left -inf)."
+def _records(s:np.ndarray, d:np.ndarray)->Records:
+    "Records of validated maps `s`, `d` (any shape)."
     s, d = _flat(s), _flat(d)
     ss, dd = _sort_by_sigma(*_candidates(s, d))
-    if ss.size == 0: return Records(np.zeros(0), np.zeros(0), np.zeros(0), float(s.min()), float(s.max()), int(s.size))
+    if ss.size == 0: return Records(np.zeros(0), np.zeros(0), int(s.size))
     starts = np.flatnonzero(np.concatenate([[True], ss[1:] != ss[:-1]]))  # first pixel of each tie group
     level = np.maximum.accumulate(np.maximum.reduceat(dd, starts))       # l(t) at each distinct sigma
     rises = level > np.concatenate([[0.], level[:-1]])
-    rec, prev = ss[starts][rises], np.full(int(rises.sum()), -np.inf)
-    if below:
-        allsorted = np.sort(s)
-        k = np.searchsorted(allsorted, rec.astype(s.dtype), side='left')  # exact: the records are values of s
-        prev = np.where(k > 0, allsorted[np.maximum(k - 1, 0)], -np.inf).astype(np.float64)
-    return Records(rec, level[rises], prev, float(s.min()), float(s.max()), int(s.size))
+    return Records(ss[starts][rises], level[rises], int(s.size))
 
 def loss_records(sigma,                  # uncertainty map of one image, 2-D (numpy array or torch tensor)
                  fidelity,               # fidelity map D of the same image, same shape, 0 <= D <= B
                  bound:float|None=None,  # B, to check D <= B (None: only D >= 0 is checked)
                  index:int=0,            # the image's number, for error messages
-                 below:bool=True,        # also find the value below each record (a full sort; only `Calibrator` needs it)
                 )->Records:              # where the loss l(t) rises, and to which level
     "The steps of `l(t) = max{D_p : sigma_p <= t}` for one image: sorted sigma values and loss levels."
-    return _records(*_check_maps(sigma, fidelity, bound, index), below=below)
+    return _records(*_check_maps(sigma, fidelity, bound, index))
+
 
 # %% ../nbs/05_calibration.ipynb #50b0556a
 def _alphas(alpha, bound:float)->tuple[np.ndarray, bool]:
@@ -171,21 +166,25 @@ def _check_alpha(alpha, bound=None, name='alpha'):
                          f"every mask has risk at most B, so use an {name} in (0, {bound}]")
     return float(alpha)
 
+def _infeasible(alpha:float, n:int, bound:float)->bool:
+    "Whether even the empty mask is too risky, `B > alpha (n+1)`, decided exactly."
+    return Fraction(float(bound)) > Fraction(float(alpha)) * (int(n) + 1)
+
 def min_calibration_size(alpha:float,       # target risk level, 0 < alpha <= bound
                          bound:float=3.0,   # bound B of the fidelity metric (3 for the Lab metrics, 1 for RGB)
                         )->int:             # least n for which a non-empty mask is possible
-    "Least number of calibration images `n = ceil(B/alpha) - 1` (at least 1) for which `B/(n+1) <= alpha`."
+    "Least number of calibration images `n = ceil(B/alpha) - 1` (at least 1) for which `B <= alpha (n+1)` (decided exactly)."
     bound = float(bound)
     if not math.isfinite(bound) or bound <= 0: raise ValueError(f"bound must be a positive number, got {bound!r}")
     alpha = _check_alpha(alpha, bound)
     n = max(1, math.ceil(bound / alpha) - 1)
-    while n > 1 and bound <= alpha * n: n -= 1        # the closed form overshot by a round-off
-    while bound > alpha * (n + 1): n += 1             # or undershot: the same floating expression as the sweep
+    while n > 1 and not _infeasible(alpha, n - 1, bound): n -= 1   # the closed form overshot by a round-off
+    while _infeasible(alpha, n, bound): n += 1                     # or undershot: the sweep's own exact test
     return n
 
 def _warn_too_few(a:np.ndarray, n:int, bound:float):
     "Warn when some alpha is below B/(n+1): no mask can be calibrated."
-    low = a[bound > a * (n + 1)]
+    low = a[[_infeasible(x, n, bound) for x in a]]
     if low.size:
         amin = float(low.min())
         need = min_calibration_size(amin, bound)
@@ -194,40 +193,64 @@ def _warn_too_few(a:np.ndarray, n:int, bound:float):
                       f"(threshold -inf); n >= B/alpha - 1 = {need} calibration images are needed", stacklevel=3)
 
 # %% ../nbs/05_calibration.ipynb #c1405673
-def _sweep(records:list)->tuple[np.ndarray, np.ndarray]:
-    "Distinct merged record values `u` and `S[k] = sum_i l_i(u[k])`."
-    if not records: return np.zeros(0), np.zeros(0)
+def _sweep(records:list)->tuple[np.ndarray, np.ndarray, int]:
+    "Distinct merged record values `u`, float running sums `S[k]` of `sum_i l_i(u[k])`, and the number of terms summed."
+    if not records: return np.zeros(0), np.zeros(0), 0
     sig = np.concatenate([r.sigma for r in records])
     inc = np.concatenate([np.diff(r.loss, prepend=0.) for r in records])  # each image's loss increments
     o = np.lexsort((inc, sig))            # an order that does not depend on the order of the images
     sig, total = sig[o], np.cumsum(inc[o])
     last = np.concatenate([sig[1:] != sig[:-1], [True]]) if sig.size else np.zeros(0, bool)
-    return sig[last], total[last]
+    return sig[last], total[last], int(sig.size)
 
-def _kept_values(records:list)->np.ndarray:
-    "The sorted sigma values a streaming calibrator keeps: records, values below them, each image's extremes."
-    if not records: return np.zeros(0)
-    kept = np.concatenate([r.sigma for r in records] + [r.below for r in records] + [[r.lowest, r.highest] for r in records])
-    return np.unique(kept[np.isfinite(kept)])
+def _exact_total(records:list, u:float)->Fraction:
+    "`sum_i l_i(u)` without rounding: each level is a float64, and floats are fractions."
+    return sum((Fraction(r.at(u)) for r in records), Fraction(0))
 
-def _limits(u:np.ndarray, S:np.ndarray, a:np.ndarray, n:int, bound:float)->np.ndarray:
-    "For each alpha, the first record value where `sum_i l_i + B > alpha (n+1)`; -inf if even the empty mask fails, +inf if none."
-    cap = a * (n + 1)
-    k = np.searchsorted(S + bound, cap, side='right')  # number of feasible merged values (S + B is nondecreasing)
-    lim = np.where(k < u.size, u[np.minimum(k, max(u.size - 1, 0))] if u.size else np.inf, np.inf)
-    return np.where(bound > cap, -np.inf, lim)
+_U = 2.0 ** -53   # unit roundoff of float64
 
-def _value_below(kept:np.ndarray, lim:np.ndarray)->np.ndarray:
-    "Largest kept value strictly below each limit (limits +-inf map to themselves; -inf if none below)."
-    k = np.searchsorted(kept, lim, side='left')
-    t = np.where(k > 0, kept[np.maximum(k - 1, 0)] if kept.size else -np.inf, -np.inf)
-    return np.where(np.isinf(lim), lim, t)
+def _limits(records:list, a:np.ndarray, bound:float)->np.ndarray:
+    "Per alpha, r*: the first merged record value with `sum_i l_i + B > alpha (n+1)` (exactly); +inf if none, -inf if `B > alpha (n+1)`."
+    n, (u, S, m) = len(records), _sweep(records)
+    total = S + bound
+    # |float - exact| of `S + B` and of `alpha (n+1)`: m roundings of increments and partial sums, each at most
+    # one unit roundoff of a sum <= n B, plus the last two; a generous multiple of that bound
+    tol = 8 * (m + 4) * _U * ((n + 1) * bound + float(np.max(a)) * (n + 1))
+    out = np.empty(len(a))
+    for j, al in enumerate(a):
+        if _infeasible(al, n, bound): out[j] = -np.inf; continue
+        cap, cap_exact = float(al) * (n + 1), Fraction(float(al)) * (n + 1)
+        lo = int(np.searchsorted(total, cap - tol, side='right'))   # u[:lo]: feasible whatever the rounding
+        hi = int(np.searchsorted(total, cap + tol, side='right'))   # u[hi:]: infeasible whatever the rounding
+        while lo < hi:                                              # the few values in between: exact arithmetic
+            mid = (lo + hi) // 2
+            if _exact_total(records, u[mid]) + Fraction(bound) <= cap_exact: lo = mid + 1
+            else: hi = mid
+        out[j] = u[lo] if lo < len(u) else np.inf
+    return out
+
+def limit_mask(sigma,         # uncertainty map(s): numpy array or torch tensor, any shape and float dtype
+               limit:float,   # r* (`Calibrator.limits`, or a calibration file's limit)
+              ):              # boolean mask of sigma's kind and shape, True = trusted
+    "The conformal mask `{p : sigma_p < r*}`, compared exactly whatever sigma's dtype (no rounding of r*)."
+    limit = float(limit)
+    if hasattr(sigma, 'detach'):                                    # torch, duck-typed
+        import torch
+        if sigma.dtype == torch.float64 or math.isinf(limit) or math.isnan(limit): return sigma < limit
+        f = torch.tensor(limit, dtype=sigma.dtype, device=sigma.device)   # nearest value of sigma's dtype
+    else:
+        sigma = np.asarray(sigma)
+        if sigma.dtype == np.float64 or math.isinf(limit) or math.isnan(limit): return sigma < limit
+        with np.errstate(over='ignore'): f = np.asarray(limit, dtype=sigma.dtype)
+    # no value of the dtype lies strictly between f and r*: below r* means <= f when f < r*, < f otherwise
+    return sigma <= f if float(f) < limit else sigma < f
+
 
 # %% ../nbs/05_calibration.ipynb #5e0d9760
 class Calibrator:
-    "Streaming calibration: add `(sigma, D)` maps one image at a time, then read thresholds for any alpha."
+    "Streaming calibration: add `(sigma, D)` maps one image at a time, then read the limit r* and the mask for any alpha."
     def __init__(self, bound:float=3.0): # B, the fidelity metric's bound
-        self.bound, self.records, self._cache = _check_bound(bound), [], None
+        self.bound, self.records = _check_bound(bound), []
 
     @property
     def n(self)->int: return len(self.records)
@@ -242,7 +265,7 @@ class Calibrator:
         "Add the records of one image (computed elsewhere with `loss_records`)."
         if len(r) and r.loss[-1] > self.bound:
             raise ValueError(f"records reach loss {r.loss[-1]:g} > B={self.bound:g}; use the metric's bound")
-        self.records.append(r); self._cache = None
+        self.records.append(r)
         return self
 
     def merge(self, other:Calibrator)->Calibrator:
@@ -250,55 +273,47 @@ class Calibrator:
         if other.bound != self.bound:
             raise ValueError(f"cannot merge calibrators with different bounds (B={self.bound:g} vs B={other.bound:g}); "
                              "calibrate both with the same fidelity metric")
-        self.records.extend(other.records); self._cache = None
+        self.records.extend(other.records)
         return self
 
-    def _swept(self):
-        "The merged records `u`, `S` and the kept values, computed once per change."
-        if self._cache is None: self._cache = (*_sweep(self.records), _kept_values(self.records))
-        return self._cache
-
-    def risk(self, t):
-        "The calibrated risk `R(t) = (sum_i l_i(t) + B) / (n + 1)` at threshold(s) `t`."
-        u, S, _ = self._swept()
-        k = np.searchsorted(u, np.asarray(t, dtype=np.float64), side='right')
-        r = (np.concatenate([[0.], S])[k] + self.bound) / (self.n + 1)
+    def risk(self, t, strict:bool=False):
+        "The calibrated risk `R(t) = (sum_i l_i(t) + B) / (n + 1)` at threshold(s) `t` (`strict`: of the masks {sigma < t})."
+        t = np.asarray(t, dtype=np.float64)
+        tot = sum((np.asarray(r.at(t, strict)) for r in self.records), np.zeros(t.shape))
+        r = (tot + self.bound) / (self.n + 1)
         return float(r) if np.ndim(r) == 0 else r
 
     def limits(self, alphas):
-        "For each alpha, r*: the smallest record value whose risk exceeds alpha (+inf if none, -inf if alpha < B/(n+1))."
-        if self.n == 0: raise ValueError("the calibrator has no images; add (sigma, fidelity) pairs before asking for thresholds")
-        a, scalar = _alphas(alphas, self.bound)
-        u, S, _ = self._swept()
-        lim = _limits(u, S, a, self.n, self.bound)
-        return float(lim[0]) if scalar else lim
-
-    def thresholds(self, alphas)->np.ndarray:
-        "Per alpha, the largest *kept* calibration sigma value with R <= alpha: a valid threshold, <= the exact t_alpha."
-        lim = np.atleast_1d(self.limits(alphas))
+        "Per alpha, r*: the first record value whose risk exceeds alpha (+inf if none, -inf if alpha < B/(n+1)); the mask is {sigma < r*}."
+        if self.n == 0: raise ValueError("the calibrator has no images; add (sigma, fidelity) pairs before asking for limits")
         a, scalar = _alphas(alphas, self.bound)
         _warn_too_few(a, self.n, self.bound)
-        t = _value_below(self._swept()[2], lim)
-        return float(t[0]) if scalar else t
+        lim = _limits(self.records, a, self.bound)
+        return float(lim[0]) if scalar else lim
+
+    def mask(self,
+             sigma,        # uncertainty map(s) of new images (numpy or torch, any shape)
+             alpha:float,  # the risk level
+            ):             # boolean mask, True = trusted: {sigma < r*}
+        "The conformal mask at level alpha: exactly the mask `ConformalMask.predict` and `evaluate` use."
+        return limit_mask(sigma, self.limits(float(alpha)))
 
     def to_dict(self)->dict:
         "A JSON-able summary (records of every image) from which `from_dict` rebuilds the calibrator exactly."
-        f = lambda x: [None if math.isinf(v) else float(v) for v in x]
-        return {'kind': 'conformal_superres.Calibrator', 'version': 1, 'bound': self.bound,
-                'images': [{'sigma': f(r.sigma), 'loss': f(r.loss), 'below': f(r.below), 'lowest': r.lowest,
-                            'highest': r.highest, 'n_pixels': r.n_pixels} for r in self.records]}
+        return {'kind': 'conformal_superres.Calibrator', 'version': 2, 'bound': self.bound,
+                'images': [{'sigma': [float(v) for v in r.sigma], 'loss': [float(v) for v in r.loss], 'n_pixels': r.n_pixels}
+                           for r in self.records]}
 
     @classmethod
     def from_dict(cls, d:dict)->Calibrator:
-        "Rebuild a calibrator from `to_dict()`'s output."
-        if d.get('kind') != 'conformal_superres.Calibrator' or d.get('version') != 1:
-            raise ValueError(f"not a version-1 Calibrator summary (kind={d.get('kind')!r}, version={d.get('version')!r})")
-        g = lambda x: np.array([-np.inf if v is None else v for v in x], dtype=np.float64)
+        "Rebuild a calibrator from `to_dict()`'s output (version 1 summaries too: their records are the same)."
+        if d.get('kind') != 'conformal_superres.Calibrator' or d.get('version') not in (1, 2):
+            raise ValueError(f"not a Calibrator summary of version 1 or 2 (kind={d.get('kind')!r}, version={d.get('version')!r})")
         c = cls(d['bound'])
         for r in d['images']:
-            c.add_records(Records(g(r['sigma']), g(r['loss']), g(r['below']), float(r['lowest']),
-                                  float(r['highest']), int(r['n_pixels'])))
+            c.add_records(Records(np.array(r['sigma'], dtype=np.float64), np.array(r['loss'], dtype=np.float64), int(r['n_pixels'])))
         return c
+
 
 # %% ../nbs/05_calibration.ipynb #e5045ddc
 def _image_pairs(sigmas, fidelities)->tuple[list, list]:
@@ -336,42 +351,45 @@ def calibrate_threshold(sigmas,           # per-image uncertainty maps: a sequen
                         alpha,            # risk level(s) in (0, bound]: a number or a sequence
                         bound:float=3.0,  # B, the fidelity metric's bound
                        ):                 # t_alpha: float for a number alpha, np.ndarray for a sequence
-    "`t_alpha`: the largest calibration sigma value with `(sum_i l_i(t) + B)/(n+1) <= alpha`; -inf/+inf at the edges."
+    "The paper's `t_alpha`: the largest calibration sigma value with `(sum_i l_i(t) + B)/(n+1) <= alpha`; -inf/+inf at the edges."
     sigmas, fidelities = _image_pairs(sigmas, fidelities)
     bound = _check_bound(bound)
     a, scalar = _alphas(alpha, bound)
-    records = [_records(*_check_maps(s, d, bound, i), below=False) for i, (s, d) in enumerate(zip(sigmas, fidelities))]
+    records = [_records(*_check_maps(s, d, bound, i)) for i, (s, d) in enumerate(zip(sigmas, fidelities))]
     _warn_too_few(a, len(records), bound)
-    t = largest_below(sigmas, _limits(*_sweep(records), a, len(records), bound))
+    t = largest_below(sigmas, _limits(records, a, bound))
     return float(t[0]) if scalar else t
 
+
 # %% ../nbs/05_calibration.ipynb #a52946b6
-def brute_force_threshold(sigmas, fidelities, alpha, bound:float=3.0):
-    "Reference for `calibrate_threshold` by trying every calibration sigma value (small inputs only)."
+def brute_force_threshold(sigmas, fidelities, alpha, bound:float=3.0, limit:bool=False):
+    "Reference for `calibrate_threshold` (or, with `limit`, for r*) by trying every calibration sigma value in exact arithmetic (small inputs only)."
     sigmas, fidelities = _image_pairs(sigmas, fidelities)
     pairs = [tuple(np.asarray(x, dtype=np.float64) for x in _check_maps(s, d, bound, i))
              for i, (s, d) in enumerate(zip(sigmas, fidelities))]
     a, scalar = _alphas(alpha, float(bound))
     n = len(pairs)
     candidates = np.unique(np.concatenate([s.ravel() for s, _ in pairs]))
-    totals = []  # sum_i l_i(t) for every candidate t, each l_i(t) from its definition
+    totals = []  # sum_i l_i(t) for every candidate t, each l_i(t) from its definition, summed as fractions
     for t in candidates:
-        losses = [float(d[s <= t].max()) if (s <= t).any() else 0. for s, d in pairs]
-        totals.append(sum(sorted(losses)))
+        totals.append(sum(Fraction(float(d[s <= t].max())) if (s <= t).any() else Fraction(0) for s, d in pairs))
     out = []
     for al in a:
-        feasible = [t for t, total in zip(candidates, totals) if total + bound <= al * (n + 1)]
-        if not feasible: out.append(-np.inf)
-        elif len(feasible) == len(candidates): out.append(np.inf)
-        else: out.append(float(max(feasible)))
+        ok = [total + Fraction(float(bound)) <= Fraction(float(al)) * (n + 1) for total in totals]
+        if limit: out.append(-np.inf if Fraction(float(bound)) > Fraction(float(al)) * (n + 1)
+                             else next((float(t) for t, o in zip(candidates, ok) if not o), np.inf))
+        elif not any(ok): out.append(-np.inf)
+        elif all(ok): out.append(np.inf)
+        else: out.append(float(max(t for t, o in zip(candidates, ok) if o)))
     return float(out[0]) if scalar else np.array(out)
 
+
 # %% ../nbs/05_calibration.ipynb #27dbecdd
-def mask_loss(sigma,     # uncertainty map of one image
-              fidelity,  # fidelity map D of the same image
-              threshold:float, # t: the mask is {sigma <= t}
-             )->float:   # max D over the mask, 0 if the mask is empty
-    "The loss `l(t) = max{D_p : sigma_p <= t}` of one image at one threshold."
-    s, d = _check_maps(sigma, fidelity, None, 0)
-    m = s <= threshold
-    return float(d[m].max()) if m.any() else 0.
+def mask_loss(sigma,            # uncertainty map of one image
+              fidelity,         # fidelity map D of the same image
+              threshold:float,  # t: the mask is {sigma <= t} (with `strict`, {sigma < t}, the limit form's mask)
+              strict:bool=False,
+             )->float:          # max D over the mask, 0 if the mask is empty
+    "The loss `l(t) = max{D_p : sigma_p <= t}` of one image at one threshold (read from its records, `Records.at`)."
+    return loss_records(sigma, fidelity).at(float(threshold), strict)
+

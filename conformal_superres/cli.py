@@ -72,13 +72,12 @@ def evaluated_examples(cm:ConformalMask, # calibrated
                        n:int=4,           # how many images
                       )->list:            # `(lr, hr, Prediction)` of the first `n` evaluated images, one image each
     "The predictions `cm.evaluate(pairs)` scored for its first `n` images: the same samples, so the same masks."
-    g, out = None, []
+    out = []
     for item in pairs:
         lr, hr = item[0], item[1]
         lr, hr = (lr[None], hr[None]) if lr.ndim == 3 else (lr, hr)
-        if g is None: g = torch.Generator(device=lr.device).manual_seed(cm.seed + 1)   # as `ConformalMask.evaluate` seeds its draws
-        p = cm.predict(lr, alpha, generator=g)                                        # the whole batch: the same draws
-        out += [(lr[b], hr[b], Prediction(p.prediction[b], p.mask[b], p.sigma[b], p.threshold, p.alpha))
+        p = cm.predict(lr, alpha)   # each image's draws depend only on the seed and the image: those evaluate scored
+        out += [(lr[b], hr[b], Prediction(p.prediction[b], p.mask[b], p.sigma[b], p.limit, p.alpha))
                 for b in range(min(lr.shape[0], n - len(out)))]
         if len(out) == n: break
     return out
@@ -204,7 +203,7 @@ def cmd_calibrate(args):
     pairs = list(model.pairs()) if args.samples else _pairs_from_folder(args.data, args.crop, args.crops_per_image, args.seed, not args.quiet)
     th = cm.calibrate(batched(pairs), alphas, progress=not args.quiet)
     cm.save(args.out)
-    for a, t in th.items(): print(f"alpha={a:g}  threshold={t:.6g}")
+    for a, r in th.items(): print(f"alpha={a:g}  limit r*={r:.6g} (mask: sigma < r*)")
     print(f"calibrated on {cm.n} images; written to {args.out}")
 
 MODEL_KEYS = {'EmbeddedSR': 'embedded', 'PerturbedModel': 'bicubic-perturbed', 'SinSR': 'sinsr', 'FolderSamples': 'samples'}
@@ -222,7 +221,7 @@ def _load_mask(args):
 def cmd_predict(args):
     cm = _load_mask(args)
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
-    alpha = args.alpha if args.alpha is not None else sorted(cm.thresholds)[0]
+    alpha = args.alpha if args.alpha is not None else sorted(cm.limits)[0]
     for f in args.images:
         lr = load_image(f)
         p = cm.predict(lr, alpha)
@@ -237,7 +236,7 @@ def cmd_predict(args):
 
 def cmd_evaluate(args):
     cm = _load_mask(args)
-    alphas = parse_alphas(args.alphas) if args.alphas else sorted(cm.thresholds)
+    alphas = parse_alphas(args.alphas) if args.alphas else sorted(cm.limits)
     pairs = batched(_pairs_from_folder(args.data, args.crop, args.crops_per_image, args.seed, not args.quiet))
     rows = cm.evaluate(pairs, alphas, progress=not args.quiet)
     summary = summarise(rows)

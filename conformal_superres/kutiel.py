@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Sequence
 import numpy as np
 from scipy import ndimage, stats
-from .calibration import loss_records, mask_loss
+from .calibration import _limits, largest_below, loss_records, mask_loss
 from .risk_check import _as_map
 
 # %% auto #0
@@ -47,7 +47,7 @@ def masked_divergence(sigma,                # uncertainty map of one image
     if callable(divergence): return float(divergence(s, f, m))
     if not m.any(): return 0.0
     if divergence == 'mean': return float(f[m].mean())
-    if divergence == 'max': return float(f[m].max())
+    if divergence == 'max': return mask_loss(s, f, threshold)   # the loss of the calibration module
     raise ValueError(f"divergence must be 'mean', 'max' or a callable, got {divergence!r}")
 
 # %% ../nbs/18_kutiel.ipynb #d17e61c2
@@ -132,17 +132,13 @@ class TwoTypeCounterexample:
         return float(p)
 
     def crc_thresholds(self, n:int, alpha:float)->np.ndarray:
-        "DESIGN's threshold t_alpha for each number m = 0..n of B images among n (checked against `calibrate_threshold`)."
+        "DESIGN's threshold t_alpha for each number m = 0..n of B images among n: the calibration module's exact sweep."
         ra, rb = (loss_records(s, e, self.bound) for s, e in [(self.sigma_a, self.error_a), (self.sigma_b, self.error_b)])
-        m = np.arange(n + 1)[:, None]
         out = np.empty(n + 1)
-        for present, rows in [(('a',), m[:1]), (('a', 'b'), m[1:n]), (('b',), m[n:])]:   # types present in the set
-            if len(rows) == 0: continue
-            cand = np.unique(np.concatenate([(self.sigma_a if p == 'a' else self.sigma_b).ravel() for p in present]))
-            total = rows * rb.at(cand)[None] + (n - rows) * ra.at(cand)[None] + self.bound   # (n+1) R(t) per m, t
-            ok = total <= alpha * (n + 1)                     # R is nondecreasing in t: ok is a prefix
-            k = ok.sum(1)
-            out[rows[:, 0]] = np.where(k == len(cand), np.inf, np.where(k == 0, -np.inf, cand[np.maximum(k - 1, 0)]))
+        for m in range(n + 1):
+            lim = _limits([rb] * m + [ra] * (n - m), np.array([float(alpha)]), self.bound)
+            present = [self.sigma_b] * (m > 0) + [self.sigma_a] * (m < n)     # the calibration values of the set
+            out[m] = largest_below(present, lim)[0]
         return out
 
     def crc_risk(self, n:int, alpha:float)->dict:

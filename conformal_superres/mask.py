@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_mask.ipynb #72d7b684
 from __future__ import annotations
-import json, math
+import hashlib, json, math
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -14,12 +14,12 @@ from tqdm.auto import tqdm
 from .colour import as_image_batch
 from .fidelity import Neighbourhood, Semantic, fidelity_from_config, psnr
 from .uncertainty import Uncertainty, uncertainty_from_config
-from .calibration import Calibrator, mask_loss
+from .calibration import Calibrator, limit_mask, loss_records
 from .protocol import draw_samples, model_name, model_scale
 
 # %% auto #0
-__all__ = ['FORMAT', 'FORMAT_VERSION', 'Prediction', 'ConformalMask', 'sample_sigma', 'calibrate', 'threshold', 'predict',
-           'evaluate', 'summarise', 'save', 'read_calibration', 'load', 'from_file']
+__all__ = ['FORMAT', 'FORMAT_VERSION', 'Prediction', 'ConformalMask', 'sample_sigma', 'calibrate', 'limit', 'predict', 'evaluate',
+           'summarise', 'save', 'read_calibration', 'load', 'from_file']
 
 # %% ../nbs/07_mask.ipynb #f1fa54ed
 def _sample_chunks(model, lr:Tensor, n_samples:int, generator:torch.Generator, chunk:int, first:list):
@@ -44,12 +44,12 @@ class Prediction:
     prediction:Tensor # $\hat Y$, the model's first sample, sRGB in [0,1], `(B,3,H,W)`
     mask:Tensor       # $M_\alpha(X)$, boolean `(B,H,W)`, True = trusted
     sigma:Tensor      # the uncertainty map $\sigma(X)$, `(B,H,W)`
-    threshold:float   # $t_\alpha$
+    limit:float       # $r^*$: the mask is $\{\sigma < r^*\}$
     alpha:float       # the risk level
 
 # %% ../nbs/07_mask.ipynb #3a614a84
 FORMAT = 'conformal-superres-calibration'
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: limits r* (the mask {sigma < r*}); 1 held thresholds t_alpha
 
 def _float_json(x:float): return x if math.isfinite(x) else ('inf' if x > 0 else '-inf')
 
@@ -60,7 +60,7 @@ class ConformalMask:
                  uncertainty:Uncertainty|None=None, # the map $\sigma$ from the samples (default: patch variance, box 5)
                  fidelity=None,              # the fidelity metric $D$ (default: `Neighbourhood('box:5')`)
                  n_samples:int=10,           # $M$, samples drawn per image
-                 seed:int=0,                 # seed of the sampling generator
+                 seed:int=0,                 # with each image's content, the seed of that image's sampling generator
                  sample_batch:int=4,         # samples drawn per model call when the model has `sample`
                 ):
         if n_samples < 2: raise ValueError(f"n_samples={n_samples}: the uncertainty needs at least 2 samples per image")
@@ -68,7 +68,7 @@ class ConformalMask:
         self.scale = model_scale(model)
         self.uncertainty = uncertainty if uncertainty is not None else Uncertainty(kernel='box:5')
         self.fidelity = fidelity if fidelity is not None else Neighbourhood('box:5')
-        self.calibrator, self.thresholds, self._n = None, {}, 0
+        self.calibrator, self.limits, self._n = None, {}, 0
 
     def config(self)->dict:
         "Everything that must agree between calibration and prediction for the guarantee to hold."
@@ -91,9 +91,14 @@ class ConformalMask:
 def _lr_batch(self:ConformalMask, lr)->Tensor:
     return as_image_batch(lr, name='low-res image')
 
-def _sample_sigma(self:ConformalMask, lr:Tensor, generator:torch.Generator|None)->tuple:
-    "`sample_sigma` on a low-res batch already validated by `_lr_batch`."
-    if generator is None: generator = torch.Generator(device=lr.device).manual_seed(self.seed)
+def _image_seed(seed:int, lr:Tensor)->int:
+    "A 63-bit seed from the mask's seed and one low-res image's content (shape and float32 values)."
+    x = lr.detach().to('cpu', torch.float32).contiguous().numpy()
+    h = hashlib.sha256(f'{int(seed)}:{x.shape}:'.encode()); h.update(x.tobytes())
+    return int.from_bytes(h.digest()[:8], 'little') >> 1
+
+def _draw(self:ConformalMask, lr:Tensor, generator:torch.Generator)->tuple:
+    "Samples of a validated batch from one generator, streamed into the uncertainty estimator."
     first = []
     sigma = self.uncertainty(_sample_chunks(self.model, lr, self.n_samples, generator, self.sample_batch, first))
     pred = first[0]
@@ -103,15 +108,23 @@ def _sample_sigma(self:ConformalMask, lr:Tensor, generator:torch.Generator|None)
                          f"input; expected {want} for scale {self.scale}: check the model's `scale`")
     return pred, sigma
 
+def _sample_sigma(self:ConformalMask, lr:Tensor, generator:torch.Generator|None)->tuple:
+    "`sample_sigma` on a low-res batch already validated by `_lr_batch`: image by image, each with its own generator."
+    if generator is not None: return _draw(self, lr, generator)
+    out = [_draw(self, lr[b:b + 1], torch.Generator(device=lr.device).manual_seed(_image_seed(self.seed, lr[b])))
+           for b in range(lr.shape[0])]
+    return torch.cat([p for p, _ in out]), torch.cat([s for _, s in out])
+
 @torch.no_grad()
 def sample_sigma(self:ConformalMask,
                  lr:Tensor,                       # (B,3,h,w) or (3,h,w) low-res sRGB in [0,1]
-                 generator:torch.Generator|None=None, # default: a fresh one seeded with `self.seed`
+                 generator:torch.Generator|None=None, # default: per image, seeded by `self.seed` and the image
                 )->tuple:                         # (prediction (B,3,H,W), sigma (B,H,W))
     "Draw $M$ samples, stream them into the uncertainty estimator, keep the first as the prediction."
     return _sample_sigma(self, _lr_batch(self, lr), generator)
 
 ConformalMask.sample_sigma = sample_sigma
+
 
 # %% ../nbs/07_mask.ipynb #a1c13258
 def _fidelity_maps(self:ConformalMask, hr:Tensor, pred:Tensor, extra)->Tensor:
@@ -135,64 +148,63 @@ def _check_pair(self:ConformalMask, lr:Tensor, hr:Tensor, i:int):
                          "and degrade that crop (conformal_superres.pairs.degrade)")
 
 # %% ../nbs/07_mask.ipynb #5a88657f
-def _scored(self:ConformalMask, pairs, seed:int, desc:str, progress:bool):
+def _scored(self:ConformalMask, pairs, desc:str, progress:bool):
     "For each item of `pairs`: validate it, draw the samples and yield `(hr, prediction, sigma, fidelity map)`."
-    generator = None
     total = len(pairs) if hasattr(pairs, '__len__') else None
     for i, item in enumerate(tqdm(pairs, total=total, desc=desc, disable=not progress)):
         lr, hr, extra = _unpack(item, i)
         lr, hr = _lr_batch(self, lr), as_image_batch(hr, name=f'high-res image of pair {i}')
         _check_pair(self, lr, hr, i)
-        if generator is None: generator = torch.Generator(device=lr.device).manual_seed(seed)
-        pred, sigma = _sample_sigma(self, lr, generator)   # lr is validated above: not again
+        pred, sigma = _sample_sigma(self, lr, None)   # lr is validated above: not again
         yield hr, pred, sigma, _fidelity_maps(self, hr, pred, extra)
 
 @torch.no_grad()
 def calibrate(self:ConformalMask,
               pairs,               # iterable of (lr, hr) or (lr, hr, semantic_map); each (3,h,w) or a batch
-              alphas=(0.1,),       # risk level(s) $\alpha$ to calibrate; more can be read off later with `threshold`
+              alphas=(0.1,),       # risk level(s) $\alpha$ to calibrate; more can be read off later with `limit`
               progress:bool=True,  # show a tqdm progress bar
-             )->dict:              # {alpha: t_alpha}
-    "Calibrate the threshold $t_\\alpha$ on calibration pairs (Theorem 2.1), streaming image by image."
+             )->dict:              # {alpha: r*}
+    "Calibrate the limit $r^*$ on calibration pairs (Theorem 2.1), streaming image by image."
     cal = Calibrator(bound=self.bound)
-    for hr, pred, sigma, fid in _scored(self, pairs, self.seed, 'calibrating', progress):
+    for hr, pred, sigma, fid in _scored(self, pairs, 'calibrating', progress):
         for b in range(sigma.shape[0]): cal.add(sigma[b], fid[b])
     if cal.n == 0: raise ValueError("the calibration set is empty: pass at least one (lr, hr) pair")
-    self.calibrator, self._n, self.thresholds = cal, cal.n, {}
-    for a in np.atleast_1d(alphas): self.threshold(float(a))
-    return dict(self.thresholds)
+    self.calibrator, self._n, self.limits = cal, cal.n, {}
+    for a in np.atleast_1d(alphas): self.limit(float(a))
+    return dict(self.limits)
 
 ConformalMask.calibrate = calibrate
 
 # %% ../nbs/07_mask.ipynb #14fc144d
-def threshold(self:ConformalMask, alpha:float)->float:
-    "$t_\\alpha$ for this calibration; computed from the records if `alpha` is new."
-    for a, t in self.thresholds.items():
-        if abs(a - alpha) <= 1e-12: return t
+def limit(self:ConformalMask, alpha:float)->float:
+    "$r^*$ for this calibration (the mask is $\\{\\sigma < r^*\\}$); computed from the records if `alpha` is new."
+    for a, r in self.limits.items():
+        if abs(a - alpha) <= 1e-12: return r
     if self.calibrator is None:
-        if not self.thresholds: raise RuntimeError("not calibrated: call calibrate(pairs, alphas) or load(path) first")
-        raise KeyError(f"alpha={alpha} was not calibrated; calibrated levels: {sorted(self.thresholds)}; "
+        if not self.limits: raise RuntimeError("not calibrated: call calibrate(pairs, alphas) or load(path) first")
+        raise KeyError(f"alpha={alpha} was not calibrated; calibrated levels: {sorted(self.limits)}; "
                        "calibrate again with this alpha")
-    t = float(self.calibrator.thresholds([alpha])[0])
-    self.thresholds[float(alpha)] = t
-    return t
+    r = float(self.calibrator.limits(float(alpha)))
+    self.limits[float(alpha)] = r
+    return r
 
-ConformalMask.threshold = threshold
+ConformalMask.limit = limit
+
 
 # %% ../nbs/07_mask.ipynb #4d00ece3
 @torch.no_grad()
 def predict(self:ConformalMask,
             lr,                 # (3,h,w) or (B,3,h,w) low-res sRGB in [0,1]
             alpha:float=0.1,    # the risk level; must have been calibrated (or be computable from the records)
-            generator:torch.Generator|None=None, # default: a fresh one seeded with `self.seed`
+            generator:torch.Generator|None=None, # default: per image, seeded by `self.seed` and the image
            )->Prediction:
-    "The prediction $\\hat Y$, the trusted-pixel mask $M_\\alpha(X)=\\{p: \\sigma_p \\le t_\\alpha\\}$ and $\\sigma$."
+    "The prediction $\\hat Y$, the trusted-pixel mask $M_\\alpha(X)=\\{p: \\sigma_p < r^*\\}$ and $\\sigma$."
     single = getattr(lr, 'ndim', 4) == 3
-    t = self.threshold(alpha)
+    r = self.limit(alpha)
     pred, sigma = self.sample_sigma(lr, generator)
-    mask = sigma <= t
+    mask = limit_mask(sigma, r)     # what `Calibrator.mask(sigma, alpha)` returns
     if single: pred, sigma, mask = pred[0], sigma[0], mask[0]
-    return Prediction(pred, mask, sigma, t, float(alpha))
+    return Prediction(pred, mask, sigma, r, float(alpha))
 
 ConformalMask.predict = predict
 
@@ -205,14 +217,14 @@ def evaluate(self:ConformalMask,
             )->list:              # one dict per image and alpha
     "Per-image fidelity error inside the mask, mask fraction and PSNR inside the mask, for each alpha."
     alphas = [float(a) for a in np.atleast_1d(alphas)]
-    ts = {a: self.threshold(a) for a in alphas}
+    rs = {a: self.limit(a) for a in alphas}
     rows, k = [], 0
-    for hr, pred, sigma, fid in _scored(self, pairs, self.seed + 1, 'evaluating', progress):
+    for hr, pred, sigma, fid in _scored(self, pairs, 'evaluating', progress):
         for b in range(sigma.shape[0]):
-            full = psnr(hr[b], pred[b])
+            full, rec = psnr(hr[b], pred[b]), loss_records(sigma[b], fid[b])
             for a in alphas:
-                m = sigma[b] <= ts[a]
-                rows.append(dict(image=k, alpha=a, threshold=ts[a], fidelity_error=mask_loss(sigma[b], fid[b], ts[a]),
+                m = limit_mask(sigma[b], rs[a])   # the mask of `predict`; its loss max{D : sigma < r*} from the records
+                rows.append(dict(image=k, alpha=a, limit=rs[a], fidelity_error=rec.at(rs[a], strict=True),
                                  mask_fraction=float(m.double().mean()), psnr_masked=psnr(hr[b], pred[b], m), psnr_full=full))
             k += 1
     return rows
@@ -243,10 +255,10 @@ def _package_version()->str:
 
 def save(self:ConformalMask, path)->Path:
     "Write the calibration to a JSON file."
-    if not self.thresholds: raise RuntimeError("nothing to save: calibrate(pairs, alphas) first")
+    if not self.limits: raise RuntimeError("nothing to save: calibrate(pairs, alphas) first")
     doc = dict(format=FORMAT, format_version=FORMAT_VERSION, package_version=_package_version(),
                config=self.config(), n=self.n, bound=self.bound,
-               thresholds=[dict(alpha=a, threshold=_float_json(t)) for a, t in sorted(self.thresholds.items())])
+               limits=[dict(alpha=a, limit=_float_json(r)) for a, r in sorted(self.limits.items())])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=1))
@@ -269,23 +281,24 @@ def read_calibration(path)->dict:
     if not isinstance(doc, dict) or doc.get('format') != FORMAT:
         raise ValueError(f"{path} is not a conformal-superres calibration file")
     if doc.get('format_version') != FORMAT_VERSION:
-        raise ValueError(f"{path} has format version {doc.get('format_version')}; this package reads version {FORMAT_VERSION}")
+        raise ValueError(f"{path} has format version {doc.get('format_version')}; this package reads version {FORMAT_VERSION}"
+                         " (the limits r* of the mask {sigma < r*}): calibrate again")
     return doc
 
 def load(self:ConformalMask, path)->ConformalMask:
-    "Load thresholds saved by `save`; refuses a file made under a different configuration."
+    "Load the limits saved by `save`; refuses a file made under a different configuration."
     doc = read_calibration(path)
     diff = _differences(doc['config'], self.config())
     if diff:
         raise ValueError(f"{path} was calibrated under a different configuration; calibrate again, or configure "
                          "this object as in the file:\n  " + "\n  ".join(diff))
     self.calibrator, self._n = None, int(doc['n'])
-    self.thresholds = {float(d['alpha']): float(d['threshold']) for d in doc['thresholds']}
+    self.limits = {float(d['alpha']): float(d['limit']) for d in doc['limits']}
     return self
 
 @classmethod
 def from_file(cls, path, model, **kwargs)->ConformalMask:
-    "A `ConformalMask` for `model` configured as in the calibration file at `path`, with its thresholds."
+    "A `ConformalMask` for `model` configured as in the calibration file at `path`, with its limits."
     doc = read_calibration(path)
     c = doc['config']
     cm = cls(model, uncertainty=uncertainty_from_config(c['uncertainty']), fidelity=fidelity_from_config(c['fidelity']),

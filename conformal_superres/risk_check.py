@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 import numpy as np
 from scipy import stats
-from .calibration import loss_records
+from .calibration import _limits as _exact_limits, loss_records
 from .bounds import crc_lower_bound
 
 # %% auto #0
@@ -58,18 +58,9 @@ class RiskPool:
         self._index_records(fidelities)
 
     def _index_records(self, fidelities:list):
-        "Records of every image (validated by `loss_records`), as global ranks and loss increments."
+        "Records of every image (`loss_records`, which also validates the maps)."
         fid = [_as_map(f, f'fidelity of image {i}') for i, f in enumerate(fidelities)]
-        rkey, rlev, self._rrank, self._rinc = [], [], [], []
-        for j, (s, f, ranks) in enumerate(zip(self._sig, fid, self._uranks)):
-            rec = loss_records(s, f, self.bound, index=j, below=False)   # only .sigma and .loss are read
-            rs, rl = np.asarray(rec.sigma, dtype=np.float64), np.asarray(rec.loss, dtype=np.float64)
-            r = ranks[np.minimum(np.searchsorted(self.values[ranks], rs), len(ranks) - 1)]
-            if not np.array_equal(self.values[r], rs):
-                raise RuntimeError(f"the records of image {j} name sigma values the image does not have")
-            rkey.append(j * self._stride + r); rlev.append(rl)
-            self._rrank.append(r); self._rinc.append(np.diff(rl, prepend=0.0))
-        self._rkey, self._rlev = np.concatenate(rkey), np.concatenate(rlev)
+        self._records = [loss_records(s, f, self.bound, index=j) for j, (s, f) in enumerate(zip(self._sig, fid))]
 
     def with_fidelities(self,
                         fidelities:Sequence,  # per-image fidelity maps of another metric, same images
@@ -79,7 +70,7 @@ class RiskPool:
         fidelities = list(fidelities)
         if len(fidelities) != self.n: raise ValueError(f"{len(fidelities)} fidelity maps for a pool of {self.n} images")
         new = object.__new__(RiskPool)
-        new.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ('_rkey', '_rlev', '_rrank', '_rinc')})
+        new.__dict__.update({k: v for k, v in self.__dict__.items() if k != '_records'})
         new.bound = float(bound)
         new._index_records(fidelities)
         return new
@@ -87,34 +78,33 @@ class RiskPool:
     def __repr__(self): return f"RiskPool({self.n} images, {len(self.values)} distinct sigma values, B={self.bound})"
 
 # %% ../nbs/17_risk_check.ipynb #b7fd11bd
-def _calibration_ranks(self:RiskPool, calib_idx, alphas:np.ndarray)->np.ndarray:
-    "Rank (into `self.values`) of t_alpha for every alpha, on the calibration images `calib_idx`."
+def _calibration_limits(self:RiskPool, calib_idx, alphas:np.ndarray)->np.ndarray:
+    "r* for every alpha on the calibration images `calib_idx`: the calibration module's sweep, exact."
     idx = np.asarray(calib_idx, dtype=np.int64)
-    n, G = len(idx), len(self.values)
-    if n == 0: raise ValueError("the calibration set is empty; give at least one calibration image")
-    ranks = np.concatenate([self._rrank[j] for j in idx]); incs = np.concatenate([self._rinc[j] for j in idx])
-    order = np.lexsort((incs, ranks))                                 # the calibration module's order of summation
-    ranks, total = ranks[order], np.cumsum(incs[order])
-    last = np.r_[ranks[1:] != ranks[:-1], True]                        # last record of each tie group
-    ranks, total = ranks[last], total[last] + self.bound              # (n+1) R just after each rise
-    cap = alphas * (n + 1)                                            # feasible: sum_i l_i + B <= alpha (n+1)
-    first_bad = np.searchsorted(total, cap, side='right')             # first rise above alpha (R is nondecreasing)
-    out = np.full(len(alphas), G, dtype=np.int64)                     # no rise above alpha: mask everything (+inf)
-    rise = first_bad < len(ranks)
-    if rise.any():                                                    # largest calibration value below each rise
-        q = idx[None, :] * self._stride + ranks[first_bad[rise]][:, None]
+    if len(idx) == 0: raise ValueError("the calibration set is empty; give at least one calibration image")
+    return _exact_limits([self._records[j] for j in idx], alphas, self.bound)
+
+def _calibration_ranks(self:RiskPool, calib_idx, alphas:np.ndarray, lim:np.ndarray|None=None)->np.ndarray:
+    "Rank (into `self.values`) of t_alpha for every alpha: the largest calibration value below r*."
+    idx = np.asarray(calib_idx, dtype=np.int64)
+    if lim is None: lim = self._calibration_limits(idx, alphas)
+    G = len(self.values)
+    out = np.where(lim == np.inf, G, -1).astype(np.int64)           # +inf: mask everything; -inf: empty mask
+    fin = np.isfinite(lim)
+    if fin.any():                                                    # largest calibration value below each limit
+        rq = np.searchsorted(self.values, lim[fin], side='left')     # r* is a pool value: its rank
+        q = idx[None, :] * self._stride + rq[:, None]
         pos = np.searchsorted(self._ukey, q, side='left') - 1
         ok = (pos >= 0) & (self._ukey[np.maximum(pos, 0)] >= idx[None, :] * self._stride)
         below = np.where(ok, self._ukey[np.maximum(pos, 0)] - idx[None, :] * self._stride, -1)
-        out[rise] = below.max(1)
-    out[self.bound > cap] = -1                                        # infeasible level: empty mask
+        out[fin] = below.max(1)
     return out
 
 def _rank_to_value(self:RiskPool, q:np.ndarray)->np.ndarray:
     "Ranks back to threshold values: -1 is -inf, one past the last rank is +inf."
     return np.where(q < 0, -np.inf, np.where(q >= len(self.values), np.inf, self.values[np.clip(q, 0, len(self.values) - 1)]))
 
-RiskPool._calibration_ranks, RiskPool._rank_to_value = _calibration_ranks, _rank_to_value
+RiskPool._calibration_limits, RiskPool._calibration_ranks, RiskPool._rank_to_value = _calibration_limits, _calibration_ranks, _rank_to_value
 
 # %% ../nbs/17_risk_check.ipynb #e277cf8b
 @_method_of(RiskPool)
@@ -126,9 +116,17 @@ def _thresholds(self:RiskPool,
     alphas = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
     return self._rank_to_value(self._calibration_ranks(calib_idx, alphas))
 
-def _value_to_rank(self:RiskPool, thresholds)->np.ndarray:
-    "Rank of the largest pool value <= t (-1 when there is none)."
-    return np.searchsorted(self.values, np.atleast_1d(np.asarray(thresholds, dtype=np.float64)), side='right') - 1
+@_method_of(RiskPool)
+def _limits(self:RiskPool,
+            calib_idx:Sequence[int],   # indices of the calibration images in the pool
+            alphas,                     # one level or an array of levels
+           )->np.ndarray:               # r* per level: the product's mask is {sigma < r*}
+    "Exactly `Calibrator.limits` on the calibration images."
+    return self._calibration_limits(calib_idx, np.atleast_1d(np.asarray(alphas, dtype=np.float64)))
+
+def _value_to_rank(self:RiskPool, thresholds, strict:bool=False)->np.ndarray:
+    "Rank of the largest pool value <= t (< t with `strict`; -1 when there is none)."
+    return np.searchsorted(self.values, np.atleast_1d(np.asarray(thresholds, dtype=np.float64)), side='left' if strict else 'right') - 1
 
 def _lookup(self:RiskPool, keys:np.ndarray, vals:np.ndarray, idx:np.ndarray, q:np.ndarray)->np.ndarray:
     "Value of the last entry with key <= (image, rank) for every image in `idx` and rank in `q`; 0 if none."
@@ -141,19 +139,23 @@ def _lookup(self:RiskPool, keys:np.ndarray, vals:np.ndarray, idx:np.ndarray, q:n
 def _losses(self:RiskPool,
             idx:Sequence[int],   # indices of the test images in the pool
             thresholds,          # one threshold or an array of thresholds
+            strict:bool=False,   # the masks {sigma < t} (limits) instead of {sigma <= t}
            )->np.ndarray:        # (len(idx), len(thresholds)) losses l_j(t) = max{D_p : sigma_p <= t}
-    "Test losses `l_j(t)`: a lookup in each image's records."
-    return self._lookup(self._rkey, self._rlev, np.asarray(idx, dtype=np.int64), self._value_to_rank(thresholds))
+    "Test losses `l_j(t)`: each image's `Records.at`, the one definition of the loss."
+    t = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))
+    return np.array([self._records[j].at(t, strict) for j in np.asarray(idx, dtype=np.int64)]).reshape(-1, len(t))
 
 @_method_of(RiskPool)
 def _mask_fractions(self:RiskPool,
                     idx:Sequence[int],   # indices of images in the pool
                     thresholds,          # one threshold or an array of thresholds
-                   )->np.ndarray:        # (len(idx), len(thresholds)) fraction of pixels with sigma <= t
-    "Size of the mask `{sigma <= t}` as a fraction of the image."
-    return self._lookup(self._ukey, self._ufrac, np.asarray(idx, dtype=np.int64), self._value_to_rank(thresholds))
+                    strict:bool=False,   # the masks {sigma < t}
+                   )->np.ndarray:        # (len(idx), len(thresholds)) fraction of pixels in the mask
+    "Size of the mask `{sigma <= t}` (or `{sigma < t}`) as a fraction of the image."
+    return self._lookup(self._ukey, self._ufrac, np.asarray(idx, dtype=np.int64), self._value_to_rank(thresholds, strict))
 
 RiskPool._value_to_rank, RiskPool._lookup = _value_to_rank, _lookup
+
 
 # %% ../nbs/17_risk_check.ipynb #22f12711
 @dataclass
@@ -165,7 +167,8 @@ class RiskCheck:
     bound:float                # bound B of the metric
     risks:np.ndarray           # (S, A) mean test loss of each split
     mask_fractions:np.ndarray  # (S, A) mean fraction of test pixels inside the mask
-    thresholds:np.ndarray      # (S, A) calibrated thresholds (-inf: empty mask)
+    thresholds:np.ndarray      # (S, A) the paper's thresholds t_alpha (-inf: empty mask)
+    limits:np.ndarray          # (S, A) the limits r*: the masks measured are {sigma < r*}, the product's
     level:float = 0.95         # confidence level of the intervals
 
     @property
@@ -189,7 +192,7 @@ class RiskCheck:
     @property
     def empty_fraction(self)->np.ndarray:
         "Fraction of splits whose threshold gives an empty mask."
-        return (self.thresholds == -np.inf).mean(0)
+        return (self.limits == -np.inf).mean(0)
 
     def rows(self)->list:
         "One dict per level: alpha, mean risk, interval, CRC lower bound, mean mask fraction."
@@ -215,17 +218,18 @@ def _check_splits(self:RiskPool,
                  )->RiskCheck:
     "Calibrate on each split's calibration part and measure the risk on its test part."
     alphas = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
-    risks, fracs, ts, sizes = [], [], [], set()
+    risks, fracs, ts, rs, sizes = [], [], [], [], set()
     for calib_idx, test_idx in splits:
-        q = self._calibration_ranks(calib_idx, alphas)
+        r = self._calibration_limits(calib_idx, alphas)
         test_idx = np.asarray(test_idx, dtype=np.int64)
-        risks.append(self._lookup(self._rkey, self._rlev, test_idx, q).mean(0))
-        fracs.append(self._lookup(self._ukey, self._ufrac, test_idx, q).mean(0))
-        ts.append(self._rank_to_value(q)); sizes.add((len(calib_idx), len(test_idx)))
+        risks.append(self.losses(test_idx, r, strict=True).mean(0))          # the product's masks {sigma < r*}
+        fracs.append(self.mask_fractions(test_idx, r, strict=True).mean(0))
+        ts.append(self._rank_to_value(self._calibration_ranks(calib_idx, alphas, r))); rs.append(r)
+        sizes.add((len(calib_idx), len(test_idx)))
     if not risks: raise ValueError("no splits were given")
     if len(sizes) > 1: raise ValueError(f"all splits must have the same sizes, got (n_calib, n_test) in {sorted(sizes)}")
     (n_calib, n_test), = sizes
-    return RiskCheck(alphas, n_calib, n_test, self.bound, np.array(risks), np.array(fracs), np.array(ts), level)
+    return RiskCheck(alphas, n_calib, n_test, self.bound, np.array(risks), np.array(fracs), np.array(ts), np.array(rs), level)
 
 # %% ../nbs/17_risk_check.ipynb #0d4d0977
 def random_splits(n_pool:int,              # images in the pool

