@@ -52,9 +52,10 @@ INTERVAL_GRID = np.concatenate([[0.0], np.geomspace(0.01, 100.0, 400)])
 def rcps_scale(curves:np.ndarray,     # (n, G) miscoverage of the calibration images on the grid
                alpha:float=0.1,        # tolerated expected miscoverage
                delta:float=0.1,        # failure probability
-               grid:np.ndarray=INTERVAL_GRID,
+               grid:np.ndarray|None=None, # the lambda grid of `curves` (default `INTERVAL_GRID`)
               )->float:                # hat lambda (inf when even the largest grid value fails)
     "Smallest grid lambda such that it and every larger one have an HB p-value <= delta."
+    grid = INTERVAL_GRID if grid is None else grid
     n = len(curves)
     p = hb_pvalue(curves.mean(0), n, alpha)
     ok = p <= delta
@@ -65,8 +66,9 @@ def rcps_scale(curves:np.ndarray,     # (n, G) miscoverage of the calibration im
 
 # %% ../nbs/19c_baselines.ipynb #34b32d68
 def rcps_violation_rate(curves:np.ndarray, n_calib:int, alpha:float=0.1, delta:float=0.1, n_draws:int=1000,
-                        seed:int=0, grid=INTERVAL_GRID)->dict:
+                        seed:int=0, grid=None)->dict:
     "Share of calibration sets (drawn with replacement from `curves`) whose hat lambda has population miscoverage > alpha."
+    grid = INTERVAL_GRID if grid is None else grid
     rng = np.random.default_rng(seed); truth = curves.mean(0); bad = 0; lams = []
     for _ in range(n_draws):
         lam = rcps_scale(curves[rng.integers(0, len(curves), n_calib)], alpha, delta, grid)
