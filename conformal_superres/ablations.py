@@ -8,6 +8,11 @@ import numpy as np
 from .uncertainty import Uncertainty
 from .calibration import min_calibration_size
 from .guarantees import random_splits
+from .experiment_table import TABLE_METRICS
+from .experiments import MapPool
+from .sample_cache import cached_sample_pool
+from .embedded import load_embedded
+from .data import bundled_photos, make_pairs
 
 # %% auto #0
 __all__ = ['estimator_grid', 'mask_at_alpha', 'recommend']

@@ -15,6 +15,12 @@ from .models import SRModelBase, bicubic_upsample
 from .guarantees import kutiel_threshold, kutiel_critical_value, masked_divergence, random_splits
 from .experiments import cache_dir
 from .high_probability import hb_pvalue
+from .guarantees import two_type_counterexample, hallucination_images
+from .uncertainty import Uncertainty
+from .experiment_table import TABLE_METRICS, TABLE_ALPHAS, STANDIN, split_table, markdown_table, write_rows
+from .sample_cache import cached_sample_pool
+from .embedded import load_embedded
+from .data import bundled_photos, make_pairs
 
 # %% auto #0
 __all__ = ['INTERVAL_GRID', 'sample_intervals', 'critical_scales', 'miscoverage_curves', 'rcps_scale', 'rcps_violation_rate',

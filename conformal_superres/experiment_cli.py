@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse, json, time
 from pathlib import Path
 import numpy as np
+from .models import PerturbedModel, bicubic_model
+from .data import bundled_photos
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'experiment_config', 'run_table', 'run_ablation', 'run_shift', 'run_baselines', 'run_experiment',

@@ -17,6 +17,11 @@ from .uncertainty import Uncertainty
 from .guarantees import random_splits
 from .experiments import METRICS, MapPool, cached_map_pool
 from .high_probability import pool_high_probability_thresholds
+from .models import PerturbedModel, bicubic_model
+from .data import bundled_photos, make_pairs
+from .experiments import compute_map_pool
+from .calibration import calibrate_threshold
+from .embedded import load_embedded
 
 # %% auto #0
 __all__ = ['STANDIN', 'TABLE_METRICS', 'TABLE_ESTIMATOR', 'TABLE_ALPHAS', 'SWEEP_ALPHAS', 'CSV_COLUMNS', 'PAPER_TABLE',
@@ -189,6 +194,11 @@ def write_rows(rows:list, path:Path, columns=CSV_COLUMNS)->Path:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction='ignore'); w.writeheader(); w.writerows(rows)
     return path
 
+def _pm(x:float, se:float)->str:
+    "'x ± 1.96 se' with two decimals, or a dash when there is no value (every test mask empty)."
+    if not np.isfinite(x): return '—'
+    return f"{x:.2f} ± {1.96 * se:.2f}" if np.isfinite(se) else f"{x:.2f}"
+
 def markdown_table(rows:list, alphas=None)->str:
     "A Markdown table of `SplitTable.rows()` (optionally only some alphas)."
     keep = [r for r in rows if alphas is None or any(abs(r['alpha'] - a) < 1e-12 for a in alphas)]
@@ -196,7 +206,7 @@ def markdown_table(rows:list, alphas=None)->str:
              '|:--|:--|--:|--:|--:|--:|--:|--:|']
     for r in keep:
         lines.append(f"| {r['guarantee']} | {r['metric']} | {r['alpha']:g} | {r['risk']:.4f} ± {1.96 * r['risk_se']:.4f} | "
-                     f"{r['psnr_mask']:.2f} ± {1.96 * r['psnr_mask_se']:.2f} | {r['psnr_full']:.2f} | "
+                     f"{_pm(r['psnr_mask'], r['psnr_mask_se'])} | {r['psnr_full']:.2f} | "
                      f"{r['mask_fraction']:.1%} ± {1.96 * r['mask_fraction_se']:.1%} | {r['empty']:.1%} |")
     return '\n'.join(lines)
 

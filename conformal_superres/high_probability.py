@@ -9,6 +9,8 @@ import warnings
 from typing import Sequence
 import numpy as np
 from scipy import stats
+from .calibration import Calibrator, calibrate_threshold
+from .guarantees import RiskPool, hallucination_images
 
 # %% auto #0
 __all__ = ['hb_pvalue', 'hp_min_calibration_size', 'high_probability_limits', 'high_probability_thresholds',

@@ -14,6 +14,11 @@ from tqdm.auto import tqdm
 from .experiments import MapPool, cache_dir, model_fingerprint
 from .mask import model_name
 from .models import draw_samples
+from .models import PerturbedModel, bicubic_model, as_model
+from .data import bundled_photos, make_pairs
+from .uncertainty import Uncertainty
+from .fidelity import Pointwise
+from .experiments import compute_map_pool
 
 # %% auto #0
 __all__ = ['SAMPLE_FORMAT', 'SamplePool', 'draw_sample_pool', 'sample_identity', 'cached_sample_pool']

@@ -8,6 +8,7 @@ import math
 import numpy as np
 from scipy import stats
 from .guarantees import random_splits
+from .experiment_table import table_pool, TABLE_ALPHAS, TABLE_ESTIMATOR
 
 # %% auto #0
 __all__ = ['sigma_features', 'shift_test', 'family_shift', 'shift_diagnostic_rates']
