@@ -15,6 +15,7 @@ from .pairs import batched, make_pairs, split_pairs
 from .photos import bundled_photos
 from .images import encode_image, load_image
 from .datasets import image_folder
+from .experiment_cli import add_experiment_parser
 
 # %% auto #0
 __all__ = ['TABLE_COLUMNS', 'DEMO_ALPHAS', 'MODEL_KEYS', 'write_table', 'plot_risk', 'overlay', 'evaluated_examples',
@@ -279,6 +280,7 @@ def parser()->argparse.ArgumentParser:
     e.add_argument('--alphas'); e.add_argument('--crop', type=int, default=128); e.add_argument('--crops-per-image', type=int, default=4)
     e.add_argument('--seed', type=int, default=1); e.add_argument('--out', default='evaluation'); e.add_argument('--quiet', action='store_true')
     e.set_defaults(fn=cmd_evaluate)
+    add_experiment_parser(sub)
     return p
 
 def main(argv=None):
