@@ -9,13 +9,14 @@ Cells flagged with one of the test flags of `settings.ini` (`tst_flags`, here `g
 produced once, where it could run, stays in the notebook. Pass `--run-flag slow` to execute the
 `slow` cells too (they then get fresh outputs). Markdown cells and untouched outputs are not
 rewritten. Stored text has the repository's own path removed (paths read relative to it) and
-figures wider or taller than `--max-png-side` pixels are scaled down, so that a notebook stays a
-few hundred kilobytes. Run `nbdev_clean` afterwards, as before any commit (the project keeps outputs:
+figures wider or taller than `--max-png-side` pixels are scaled down (and photographs that stay
+large are stored with a 256-colour palette), so that a notebook stays under a megabyte.
+`--tidy-only` applies these storage rules to the outputs already stored, executing nothing. Run `nbdev_clean` afterwards, as before any commit (the project keeps outputs:
 `clear_all = False`).
 
 Usage, from the repository root with the project's virtual environment:
 
-    python tools/run_notebooks.py                         # every chapter notebook (nbs/*.ipynb)
+    python tools/run_notebooks.py                         # the chapters, the index and the tutorials
     python tools/run_notebooks.py nbs/07_mask.ipynb nbs/tutorials/01_quickstart.ipynb
     python tools/run_notebooks.py --run-flag slow nbs/19_experiments.ipynb
 """
@@ -104,7 +105,7 @@ def tidy_notebook(path:Path, max_side:int=1400):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('paths', nargs='*', help='notebooks (default: nbs/*.ipynb, the chapters and the index)')
+    ap.add_argument('paths', nargs='*', help='notebooks (default: the chapters, the index and the tutorials)')
     ap.add_argument('--run-flag', action='append', default=[], help='a test flag whose cells are executed too (repeatable)')
     ap.add_argument('--max-png-side', type=int, default=1400, help='stored figures larger than this (pixels) are scaled down')
     ap.add_argument('--tidy-only', action='store_true', help='execute nothing: only apply the storage rules to the stored outputs')
@@ -113,7 +114,7 @@ def main(argv=None):
     os.environ.setdefault('MPLBACKEND', 'Agg')
     sys.path.insert(0, str(ROOT))
     skip_flags = test_flags() - set(a.run_flag)
-    paths = [Path(p).resolve() for p in a.paths] or sorted((ROOT / 'nbs').glob('*.ipynb'))
+    paths = [Path(p).resolve() for p in a.paths] or sorted((ROOT / 'nbs').glob('*.ipynb')) + sorted((ROOT / 'nbs' / 'tutorials').glob('*.ipynb'))
     if a.tidy_only:
         for p in paths: tidy_notebook(p, a.max_png_side)
         return 0
