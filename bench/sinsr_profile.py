@@ -64,7 +64,7 @@ def profile(size:int, m:int, device, precision:str, top:int):
     dev = torch.device(device)
     sr = SinSR.with_random_weights(seed=0, device=dev, precision=precision)
     lr = torch.rand(1, 3, size // 4, size // 4, generator=torch.Generator().manual_seed(0))
-    sr.sample(lr, m, torch.Generator(dev).manual_seed(0))   # warm-up
+    if dev.type == 'cuda': sr.sample(lr, m, torch.Generator(dev).manual_seed(0))   # warm-up: kernels, autotuning
     acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if dev.type == 'cuda' else [])
     with torch.profiler.profile(activities=acts) as prof:
         sr.sample(lr, m, torch.Generator(dev).manual_seed(1))
