@@ -13,11 +13,12 @@ from torch import Tensor, nn
 from .colour import as_image_batch
 
 # %% auto #0
-__all__ = ['resshift_etas', 'one_step_constants', 'GroupNorm32', 'timestep_embedding', 'relative_position_index',
+__all__ = ['PRECISIONS', 'resshift_etas', 'one_step_constants', 'GroupNorm32', 'timestep_embedding', 'relative_position_index',
            'shifted_window_mask', 'WindowAttention', 'SwinBlock', 'SwinLayer', 'TimestepSequential', 'ResBlock',
            'Downsample', 'Upsample', 'ResShiftUNet', 'AEResBlock', 'AEAttention', 'AEDownsample', 'AEEncoder',
-           'AEDecoder', 'VQAutoencoder', 'read_reference_keys', 'derived_buffers', 'read_checkpoint',
-           'unwrap_state_dict', 'load_weights', 'tile_spans', 'blend_weights', 'SinSR']
+           'AEDecoder', 'VQAutoencoder', 'default_precision', 'float32_modules', 'set_precision', 'read_reference_keys',
+           'derived_buffers', 'read_checkpoint', 'unwrap_state_dict', 'load_weights', 'tile_spans', 'blend_weights',
+           'SinSR']
 
 # %% ../nbs/15_sinsr.ipynb #d5426575
 def resshift_etas(steps:int=15,               # T, the number of diffusion steps the model was trained with
@@ -40,10 +41,10 @@ def one_step_constants(steps:int=15, kappa:float=2.0, **schedule)->tuple[float, 
 
 # %% ../nbs/15_sinsr.ipynb #943f4919
 class GroupNorm32(nn.GroupNorm):
-    "GroupNorm with 32 groups (gcd(32, channels) for narrow layers), in the dtype of its input."
+    "GroupNorm with 32 groups (gcd(32, channels) for narrow layers), computed in its weights' dtype, returned in the input's."
     def __init__(self, channels:int, eps:float=1e-5): super().__init__(math.gcd(32, channels), channels, eps=eps)
     def forward(self, x:Tensor)->Tensor:
-        return F.group_norm(x, self.num_groups, self.weight.to(x.dtype), self.bias.to(x.dtype), self.eps)
+        return F.group_norm(x.to(self.weight.dtype), self.num_groups, self.weight, self.bias, self.eps).to(x.dtype)
 
 def timestep_embedding(t:Tensor,      # (N,) timestep indices
                        dim:int,       # embedding width
@@ -277,14 +278,19 @@ class ResShiftUNet(nn.Module):
             raise ValueError(f"the low-res image {tuple(lq.shape[-2:])} must have the latent's size {tuple(x.shape[-2:])}")
         if x.shape[-2] % self.multiple or x.shape[-1] % self.multiple:
             raise ValueError(f"UNet input {tuple(x.shape[-2:])} is not a multiple of {self.multiple}; pad it first")
-        dt = self.out[2].weight.dtype
-        emb = self.time_embed(timestep_embedding(t, self.model_channels).to(dt))
-        h, hs = torch.cat([x, lq], 1).to(dt), []
+        body = self.dtype
+        emb = self.time_embed(timestep_embedding(t, self.model_channels).to(self.time_embed[0].weight.dtype)).to(body)
+        h, hs = torch.cat([x, lq], 1).to(body), []
         for m in self.input_blocks:
             h = m(h, emb); hs.append(h)
         h = self.middle_block(h, emb)
         for m in self.output_blocks: h = m(torch.cat([h, hs.pop()], 1), emb)
-        return self.out(h)
+        return self.out(h.to(self.out[2].weight.dtype))
+
+    @property
+    def dtype(self)->torch.dtype:
+        "The dtype of the body (input, middle and output blocks): what the feature maps are stored in."
+        return self.input_blocks[0][0].weight.dtype
 
 # %% ../nbs/15_sinsr.ipynb #ae2bc2cb
 class AEResBlock(nn.Module):
@@ -395,7 +401,7 @@ class VQAutoencoder(nn.Module):
 
     def encode(self, x:Tensor)->Tensor:
         "Image in [-1,1] (B,3,H,W), H and W multiples of 4 -> continuous latent (B,3,H/4,W/4)."
-        return self.quant_conv(self.encoder(x))
+        return self.quant_conv(self.encoder(x.to(self.quant_conv.weight.dtype)))
 
     def quantise(self, z:Tensor,          # (B, d, h, w) latent, any dtype
                  chunk:int=16384,         # pixels per distance computation
@@ -412,6 +418,33 @@ class VQAutoencoder(nn.Module):
         "Latent -> quantise -> image (B,3,4h,4w), not clamped."
         dt = self.post_quant_conv.weight.dtype
         return self.decoder(self.post_quant_conv(self.quantise(z).to(dt)))
+
+# %% ../nbs/15_sinsr.ipynb #88950f0b
+PRECISIONS = {'fp32': torch.float32, 'official': torch.float16, 'bf16': torch.bfloat16}
+
+def default_precision(device)->str:
+    "`'official'` on CUDA, `'fp32'` elsewhere (half-precision convolutions are slow or missing on CPUs)."
+    return 'official' if torch.device(device).type == 'cuda' else 'fp32'
+
+def float32_modules(unet:ResShiftUNet, autoencoder:VQAutoencoder, precision:str)->list[nn.Module]:
+    "The modules whose weights stay float32 under `precision` (both networks for `'fp32'`)."
+    if precision == 'fp32': return [unet, autoencoder]
+    keep = [unet.time_embed, unet.out, *(m for m in unet.modules() if isinstance(m, nn.GroupNorm))]
+    if precision == 'bf16': keep += [m for m in autoencoder.modules() if isinstance(m, nn.GroupNorm)]
+    return keep
+
+def set_precision(unet:ResShiftUNet,          # float32 weights
+                  autoencoder:VQAutoencoder,  # float32 weights
+                  precision:str='fp32',       # 'fp32', 'official' or 'bf16'
+                 )->tuple[ResShiftUNet, VQAutoencoder]: # the same networks, cast in place
+    "Cast the floating-point weights of both networks for `precision`."
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} is not one of {', '.join(map(repr, PRECISIONS))}")
+    keep = {id(t) for m in float32_modules(unet, autoencoder, precision) for t in (*m.parameters(), *m.buffers())}
+    for net in (unet, autoencoder):
+        for t in (*net.parameters(), *net.buffers()):
+            if t.is_floating_point(): t.data = t.data.to(torch.float32 if id(t) in keep else PRECISIONS[precision])
+    return unet, autoencoder
 
 # %% ../nbs/15_sinsr.ipynb #c14cb378
 def read_reference_keys(path)->dict[str, dict[str, tuple]]:
@@ -521,15 +554,15 @@ def tile_spans(size:int,     # length of the axis
     n = math.ceil((size - overlap) / (tile - overlap))
     return [(s, s + tile) for s in (round(i * (size - tile) / (n - 1)) for i in range(n))]
 
-def blend_weights(spans:list[tuple[int, int]])->list[Tensor]:
-    "1-D feathering weights of each span: linear ramps across the overlaps with its neighbours."
+def blend_weights(spans:list[tuple[int, int]], device=None)->list[Tensor]:
+    "1-D feathering weights of each span: linear ramps across the overlaps with its neighbours (made on `device`)."
     out = []
     for i, (a, b) in enumerate(spans):
-        w = torch.ones(b - a)
+        w = torch.ones(b - a, device=device)
         if i > 0 and (o := spans[i - 1][1] - a) > 0:
-            w[:o] = torch.minimum(w[:o], (torch.arange(o) + 1) / (o + 1))
+            w[:o] = torch.minimum(w[:o], (torch.arange(o, device=device) + 1) / (o + 1))
         if i < len(spans) - 1 and (o := b - spans[i + 1][0]) > 0:
-            w[-o:] = torch.minimum(w[-o:], (o - torch.arange(o)) / (o + 1))
+            w[-o:] = torch.minimum(w[-o:], (o - torch.arange(o, device=device)) / (o + 1))
         out.append(w)
     return out
 
@@ -564,6 +597,43 @@ def _blend_tiles(fn,              # fn(r0, r1, c0, c1) -> (..., C, f*(r1-r0), f*
     for (a, b), w in zip(rows, wr): sum_r[a * factor:b * factor] += w
     for (a, b), w in zip(cols, wc): sum_c[a * factor:b * factor] += w
     return out / (sum_r[:, None] * sum_c[None, :]).to(out.device)
+def _run_tiled(fn,                 # fn(*crops) -> (b, C, f*th, f*tw) float32, for a batch of b crops of each input
+               inputs:list,        # [(tensor (N_i, C_i, s_i*H, s_i*W), s_i)]; crop n of input i is image n % N_i
+               size:tuple,         # (H, W) of the grid the tiles cut
+               tile:int, overlap:int,
+               factor:int=1,       # output pixels per grid cell along each axis
+               max_batch:int=4,    # most crops per call of fn
+               memory_format=torch.contiguous_format,
+              )->Tensor:           # (N, C, f*H, f*W), N the largest N_i: the blend `_blend_tiles` computes
+    "`_blend_tiles` with all tiles of all images batched together, `max_batch` crops per call of `fn`."
+    rows, cols = tile_spans(size[0], tile, overlap), tile_spans(size[1], tile, overlap)
+    N = max(len(t) for t, _ in inputs)
+    tiles = [(r, c) for r in range(len(rows)) for c in range(len(cols))]
+    jobs = [(r, c, n) for r, c in tiles for n in range(N)]                  # tile-major
+    def crops(batch):
+        out = []
+        for t, s in inputs:
+            if len(tiles) == 1 and len(t) == N: out.append(t[batch[0][2]:batch[-1][2] + 1])   # whole images: no copy
+            else: out.append(torch.stack([t[n % len(t), :, s * rows[r][0]:s * rows[r][1], s * cols[c][0]:s * cols[c][1]]
+                                          for r, c, n in batch]))
+        return [c.contiguous(memory_format=memory_format) for c in out]
+    batches = [jobs[i:i + max_batch] for i in range(0, len(jobs), max_batch)]
+    if len(tiles) == 1: return torch.cat([fn(*crops(b)) for b in batches]).contiguous()   # one tile: the identity blend
+    dev = inputs[0][0].device
+    wr = blend_weights([(a * factor, b * factor) for a, b in rows], dev)
+    wc = blend_weights([(a * factor, b * factor) for a, b in cols], dev)
+    out = None
+    for batch in batches:
+        y = fn(*crops(batch))
+        if out is None: out = y.new_zeros(N, y.shape[1], size[0] * factor, size[1] * factor)
+        for (r, c, n), y_j in zip(batch, y):
+            (r0, r1), (c0, c1) = rows[r], cols[c]
+            out[n, :, r0 * factor:r1 * factor, c0 * factor:c1 * factor] += y_j * (wr[r][:, None] * wc[c][None, :])
+    sum_r, sum_c = torch.zeros(size[0] * factor, device=dev), torch.zeros(size[1] * factor, device=dev)
+    for (a, b), w in zip(rows, wr): sum_r[a * factor:b * factor] += w
+    for (a, b), w in zip(cols, wc): sum_c[a * factor:b * factor] += w
+    return out / (sum_r[:, None] * sum_c[None, :])
+
 
 # %% ../nbs/15_sinsr.ipynb #4b3685eb
 class SinSR:
@@ -572,9 +642,14 @@ class SinSR:
     def __init__(self, unet:ResShiftUNet, autoencoder:VQAutoencoder, *,
                  tile:int=512,        # UNet tile, in latent (= low-res) pixels; a multiple of 64
                  overlap:int=64,      # overlap of UNet tiles (the official inference uses 512 / 64)
-                 ae_tile:int=256,     # autoencoder chunk, in latent pixels (encode and decode)
-                 ae_overlap:int=32,   # overlap of autoencoder chunks
-                 max_batch:int=4,     # most images (draws x batch) per network call
+                 ae_tile:int=512,     # autoencoder chunk, in latent pixels: the original's whole tile; smaller saves memory
+                 ae_overlap:int=64,   # overlap of autoencoder chunks
+                 max_batch:int=4,     # most UNet crops (tiles x draws x images) per call; the autoencoder takes
+                                      # as many as make max_batch 256x256 latent crops, at least one
+                 precision:str|None=None,    # 'fp32', 'official' or 'bf16': casts the networks in place; None leaves them
+                 channels_last:bool=False,   # convolutions on NHWC maps (faster on tensor-core GPUs)
+                 compile:bool=False,         # `torch.compile` the networks (each new batch shape compiles once)
+                 overlap_decode:bool=True,   # on CUDA, decode one group of draws while the UNet runs the next
                  steps:int=15, kappa:float=2.0):
         m = unet.multiple
         if tile % m: raise ValueError(f"tile={tile} must be a multiple of {m} (the UNet's downsampling times its window)")
@@ -583,22 +658,31 @@ class SinSR:
                              f"ae_overlap={ae_overlap}, ae_tile={ae_tile}")
         if autoencoder.factor != self.scale:
             raise ValueError(f"the autoencoder downsamples by {autoencoder.factor}; SinSR needs an f4 autoencoder")
+        if max_batch < 1: raise ValueError(f"max_batch={max_batch} must be at least 1")
+        if precision is not None: set_precision(unet, autoencoder, precision)
+        if channels_last: unet.to(memory_format=torch.channels_last); autoencoder.to(memory_format=torch.channels_last)
         self.unet, self.autoencoder = unet.eval(), autoencoder.eval()
         self.tile, self.overlap, self.ae_tile, self.ae_overlap, self.max_batch = tile, overlap, ae_tile, ae_overlap, max_batch
+        self.precision, self.channels_last, self.overlap_decode = precision, channels_last, overlap_decode
+        self._fmt = torch.channels_last if channels_last else torch.contiguous_format
+        nets = (unet, autoencoder.encode, autoencoder.decode)
+        self._nets = tuple(torch.compile(f, dynamic=False) for f in nets) if compile else nets
         self.noise_scale, self.input_scale, self.t_index = one_step_constants(steps, kappa)
 
     @property
     def device(self)->torch.device: return next(self.unet.parameters()).device
     @property
-    def dtype(self)->torch.dtype: return next(self.unet.parameters()).dtype
+    def dtype(self)->torch.dtype:
+        "The dtype of the UNet's feature maps."
+        return getattr(self.unet, 'dtype', None) or next(self.unet.parameters()).dtype
 
     @classmethod
     def from_checkpoints(cls, unet_path,          # SinSR_v1.pth (the distilled UNet)
                          autoencoder_path,        # autoencoder_vq_f4.pth (from ResShift's release)
                          device=None,             # default: 'cuda' when available, else 'cpu'
-                         dtype:torch.dtype=torch.float32,  # float32, bfloat16 or float16
+                         precision:str|None=None, # 'fp32', 'official' or 'bf16'; default: `default_precision(device)`
                          unet_config:dict|None=None, autoencoder_config:dict|None=None,  # non-default architectures
-                         **kwargs)->'SinSR':      # tiling options of `SinSR`
+                         **kwargs)->'SinSR':      # other options of `SinSR` (tiling, batch, speed)
         "Build SinSR from the official checkpoint files (read with `weights_only=True`)."
         device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
         nets = []
@@ -609,17 +693,17 @@ class SinSR:
             net = net.to_empty(device='cpu')   # load_weights fills the weights and recomputes the derived buffers
             try: load_weights(net, state, name)
             except ValueError as e: raise ValueError(f"{path}: {e}") from None
-            nets.append(net.to(device=device, dtype=dtype))
-        return cls(*nets, **kwargs)
+            nets.append(net.float().to(device))
+        return cls(*nets, precision=precision or default_precision(device), **kwargs)
 
     @classmethod
-    def with_random_weights(cls, tiny:bool=False, seed:int=0, device='cpu', dtype:torch.dtype=torch.float32,
+    def with_random_weights(cls, tiny:bool=False, seed:int=0, device='cpu', precision:str|None=None,
                             **kwargs)->'SinSR':
-        "Random weights (tests, benchmarks): the official configuration, or the tiny one."
+        "Random weights (tests, benchmarks): the official configuration, or the tiny one; precision as `from_checkpoints`."
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             nets = (ResShiftUNet.tiny(), VQAutoencoder.tiny()) if tiny else (ResShiftUNet(), VQAutoencoder())
-        return cls(*(n.to(device=device, dtype=dtype) for n in nets), **kwargs)
+        return cls(*(n.to(device) for n in nets), precision=precision or default_precision(device), **kwargs)
 
     def _prepare(self, lr:Tensor)->Tensor:
         "[0,1] -> [-1,1], float32 on the model's device, reflect-padded to the UNet's multiple."
@@ -628,40 +712,56 @@ class SinSR:
         return _reflect_pad(x, -x.shape[-2] % m, -x.shape[-1] % m)
 
     def _encode(self, x:Tensor)->Tensor:
-        "Latent of the x4 bicubic upsampling of `x` (B,3,h,w) -> (B,3,h,w) float32, in chunks."
-        up = F.interpolate(x, scale_factor=4, mode='bicubic')
-        ae, dt = self.autoencoder, self.autoencoder.quant_conv.weight.dtype
-        return _blend_tiles(lambda r0, r1, c0, c1: ae.encode(up[..., 4 * r0:4 * r1, 4 * c0:4 * c1].to(dt)).float(),
-                            x.shape[-2:], self.ae_tile, self.ae_overlap)
+        "Latent of the x4 bicubic upsampling of `x` (B,3,h,w) -> (B,3,h,w) float32, chunks of all images batched."
+        up, encode = F.interpolate(x, scale_factor=4, mode='bicubic'), self._nets[1]
+        return _run_tiled(lambda c: encode(c).float(), [(up, 4)], x.shape[-2:], self.ae_tile, self.ae_overlap,
+                          max_batch=self._ae_batch(*x.shape[-2:]), memory_format=self._fmt)
 
     def _noise(self, n:int, shape, generator)->Tensor:
         "n standard normal fields, drawn one after the other (grouping-independent), float32 on the device."
         dev = generator.device if generator is not None else self.device
         return torch.stack([torch.randn(tuple(shape), generator=generator, device=dev) for _ in range(n)]).to(self.device)
 
-    def _unet(self, z:Tensor, lq:Tensor)->Tensor:
-        "Clean latent from the scaled noisy latent, `max_batch` images at a time."
-        dt, mb = self.dtype, self.max_batch
-        t = torch.full((min(mb, len(z)),), self.t_index, device=z.device)
-        return torch.cat([self.unet(z[i:i + mb].to(dt), t[:len(z[i:i + mb])], lq[i:i + mb].to(dt)).float()
-                          for i in range(0, len(z), mb)])
-
     def _denoise(self, z_y:Tensor, x:Tensor, eps:Tensor)->Tensor:
-        "(m,B,3,h,w) noise fields -> (m*B,3,h,w) clean latents, tile by tile, tiles blended."
-        m, B = eps.shape[:2]
-        def tile_fn(r0, r1, c0, c1):
-            zt = (z_y[None, ..., r0:r1, c0:c1] + self.noise_scale * eps[..., r0:r1, c0:c1]) * self.input_scale
-            lq = x[None, ..., r0:r1, c0:c1].expand(m, -1, -1, -1, -1)
-            return self._unet(zt.flatten(0, 1), lq.flatten(0, 1))
-        return _blend_tiles(tile_fn, x.shape[-2:], self.tile, self.overlap)
+        "(m,B,3,h,w) noise fields -> (m*B,3,h,w) clean latents: tiles of all draws and images batched, tiles blended."
+        zt = ((z_y[None] + self.noise_scale * eps) * self.input_scale).flatten(0, 1)   # draw-major: crop n is image n % B
+        unet, t = self._nets[0], self.t_index
+        fn = lambda z, lq: unet(z, torch.full((len(z),), t, device=z.device), lq).float()
+        return _run_tiled(fn, [(zt, 1), (x, 1)], x.shape[-2:], self.tile, self.overlap,
+                          max_batch=self.max_batch, memory_format=self._fmt)
 
     def _decode(self, z:Tensor)->Tensor:
-        "(N,3,h,w) latents -> (N,3,4h,4w) images in [-1,1], quantised and decoded in chunks."
-        ae, mb = self.autoencoder, self.max_batch
-        def chunk_fn(r0, r1, c0, c1):
-            zc = z[..., r0:r1, c0:c1]
-            return torch.cat([ae.decode(zc[i:i + mb]).float().clamp(-1, 1) for i in range(0, len(zc), mb)])
-        return _blend_tiles(chunk_fn, z.shape[-2:], self.ae_tile, self.ae_overlap, 4)
+        "(N,3,h,w) latents -> (N,3,4h,4w) images in [-1,1], quantised and decoded, chunks of all latents batched."
+        decode = self._nets[2]
+        return _run_tiled(lambda c: decode(c).float().clamp(-1, 1), [(z, 1)], z.shape[-2:], self.ae_tile, self.ae_overlap,
+                          factor=4, max_batch=self._ae_batch(*z.shape[-2:]), memory_format=self._fmt)
+
+    def _ae_batch(self, h:int, w:int)->int:
+        "Crops per autoencoder call on an h x w latent: `max_batch` crops' worth of 256x256 latent pixels, at least one."
+        return max(1, min(self.max_batch, self.max_batch * 256 * 256 // (min(h, self.ae_tile) * min(w, self.ae_tile))))
+
+    def _draw_group(self, B:int, h:int, w:int)->int:
+        "Draws per group: enough UNet crops (tiles x images x draws) for one full batch."
+        n_tiles = len(tile_spans(h, self.tile, self.overlap)) * len(tile_spans(w, self.tile, self.overlap))
+        return max(1, -(-self.max_batch // (B * n_tiles)))
+
+    def _sample_draws(self, z_y:Tensor, x:Tensor, m:int, generator)->Tensor:
+        "m draws -> (m*B,3,4h,4w) in [-1,1] at the padded size; on CUDA group k decodes while group k+1 denoises."
+        g = self._draw_group(*z_y.shape[:1], *z_y.shape[-2:])
+        cuda = self.device.type == 'cuda' and self.overlap_decode
+        main = torch.cuda.current_stream(self.device) if cuda else None
+        side = torch.cuda.Stream(self.device) if cuda else None
+        outs = []
+        for s in range(0, m, g):
+            z0 = self._denoise(z_y, x, self._noise(min(g, m - s), z_y.shape, generator))
+            if not cuda: outs.append(self._decode(z0)); continue
+            side.wait_stream(main)               # the decoder starts when this group's latents are ready...
+            with torch.cuda.stream(side): outs.append(self._decode(z0))
+            z0.record_stream(side)               # ...and the allocator keeps them until it has read them
+        if cuda:
+            main.wait_stream(side)
+            for o in outs: o.record_stream(main)
+        return torch.cat(outs) if len(outs) > 1 else outs[0]
 
     @torch.no_grad()
     def iter_samples(self, lr,                     # (B,3,h,w) or (3,h,w) sRGB in [0,1]
@@ -677,7 +777,7 @@ class SinSR:
         k = draws_per_chunk or n_samples
         for s in range(0, n_samples, k):
             m = min(k, n_samples - s)
-            y = self._decode(self._denoise(z_y, x, self._noise(m, z_y.shape, generator)))
+            y = self._sample_draws(z_y, x, m, generator)
             yield ((y[..., :4 * h, :4 * w] + 1) / 2).clamp(0, 1).reshape(m, B, 3, 4 * h, 4 * w).to(lr.dtype)
 
     def sample(self, lr, n_samples:int, generator:torch.Generator|None=None)->Tensor:
@@ -694,12 +794,13 @@ class SinSR:
         lr = as_image_batch(lr, 'lr')
         B, _, h, w = lr.shape
         x = self._prepare(lr)
-        ae, adt = self.autoencoder, self.autoencoder.quant_conv.weight.dtype
+        ae, t = self.autoencoder, torch.full((B,), self.t_index, device=self.device)
         def tile_fn(r0, r1, c0, c1):
             xt = x[..., r0:r1, c0:c1]
-            z = ae.encode(F.interpolate(xt, scale_factor=4, mode='bicubic').to(adt)).float()
+            z = ae.encode(F.interpolate(xt, scale_factor=4, mode='bicubic')).float()
             zt = (z + self.noise_scale * self._noise(1, z.shape, generator)[0]) * self.input_scale
-            return ae.decode(self._unet(zt, xt)).float().clamp(-1, 1)
+            return ae.decode(self.unet(zt, t, xt).float()).float().clamp(-1, 1)
         outs = [_blend_tiles(tile_fn, x.shape[-2:], self.tile, self.overlap, 4)[..., :4 * h, :4 * w]
                 for _ in range(n_samples)]
         return ((torch.stack(outs) + 1) / 2).clamp(0, 1).to(lr.dtype)
+
