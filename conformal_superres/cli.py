@@ -190,6 +190,19 @@ def cmd_demo(args):
     print((Path(r['out']) / 'table.md').read_text())
     print(f"{r['n_calib']} calibration / {r['n_test']} test crops; report in {r['out']} ({r['seconds']:.0f} s)")
 
+def _keyed_items(args, model, scale:int)->dict:
+    "Calibration items keyed by image id for the scale engines: whole files read lazily, or crops keyed '<photo>/<k>'."
+    from conformal_superres.scale import folder_items
+    if args.samples: return {f'{p.source_id}/{k}': p for k, p in enumerate(model.pairs())}
+    if not args.data: raise SystemExit("calibrate needs --data FOLDER (high-resolution images) or --samples FOLDER")
+    if not args.crop: return folder_items(args.data, scale)
+    pairs, count = _pairs_from_folder(args.data, args.crop, args.crops_per_image, args.seed, not args.quiet), {}
+    out = {}
+    for p in pairs:
+        k = count[p.source_id] = count.get(p.source_id, -1) + 1
+        out[f'{p.source_id}/{k}'] = p
+    return out
+
 def cmd_calibrate(args):
     alphas = parse_alphas(args.alphas)
     if args.samples:
@@ -201,8 +214,12 @@ def cmd_calibrate(args):
     unc = Uncertainty(kernel=args.uncertainty_kernel, smoothing=args.smoothing, clip_quantile=args.clip_quantile)
     cm = ConformalMask(model, uncertainty=unc, fidelity=build_fidelity(args.fidelity, args.fidelity_kernel),
                        n_samples=args.n_samples, seed=args.seed)
-    pairs = list(model.pairs()) if args.samples else _pairs_from_folder(args.data, args.crop, args.crops_per_image, args.seed, not args.quiet)
-    th = cm.calibrate(batched(pairs), alphas, progress=not args.quiet)
+    if args.engine or args.store:   # images keyed by id, read one at a time where they are computed; resumable
+        th = cm.calibrate(_keyed_items(args, model, cm.scale), alphas, progress=not args.quiet, engine=args.engine or 'local',
+                          workers=args.workers, store=args.store, address=args.address, band_rows=args.band_rows)
+    else:
+        pairs = list(model.pairs()) if args.samples else _pairs_from_folder(args.data, args.crop, args.crops_per_image, args.seed, not args.quiet)
+        th = cm.calibrate(batched(pairs), alphas, progress=not args.quiet)
     cm.save(args.out)
     for a, r in th.items(): print(f"alpha={a:g}  limit r*={r:.6g} (mask: sigma < r*)")
     print(f"calibrated on {cm.n} images; written to {args.out}")
@@ -269,6 +286,11 @@ def parser()->argparse.ArgumentParser:
     c.add_argument('--crop', type=int, default=128, help='HR crop side (0: whole images)')
     c.add_argument('--crops-per-image', type=int, default=4); c.add_argument('--seed', type=int, default=0)
     c.add_argument('--out', default='calibration.json'); c.add_argument('--quiet', action='store_true')
+    c.add_argument('--engine', choices=('local', 'ray'), help='per-image records with a resumable store; ray: on Ray workers')
+    c.add_argument('--workers', type=int, default=1, help='Ray workers (one GPU each where the cluster has GPUs)')
+    c.add_argument('--address', help="Ray cluster address (e.g. auto or ray://head:10001); default: a local one for the run")
+    c.add_argument('--store', help='record-store folder: a stopped run resumes from it (implies --engine local)')
+    c.add_argument('--band-rows', type=int, help='compute sigma and D in bands of this many rows (bounded memory for 4K)')
     c.set_defaults(fn=cmd_calibrate)
     q = sub.add_parser('predict', help='predict trusted-pixel masks for low-resolution images')
     _add_pipeline_args(q); q.set_defaults(model=None)
