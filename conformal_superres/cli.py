@@ -202,10 +202,11 @@ def cmd_calibrate(args):
     cm = ConformalMask(model, uncertainty=unc, fidelity=build_fidelity(args.fidelity, args.fidelity_kernel),
                        n_samples=args.n_samples, seed=args.seed)
     pairs = list(model.pairs()) if args.samples else _pairs_from_folder(args.data, args.crop, args.crops_per_image, args.seed, not args.quiet)
-    th = cm.calibrate(batched(pairs), alphas, progress=not args.quiet)
+    th = cm.calibrate(batched(pairs), alphas, progress=not args.quiet, guarantee=args.guarantee, delta=args.delta)
     cm.save(args.out)
     for a, r in th.items(): print(f"alpha={a:g}  limit r*={r:.6g} (mask: sigma < r*)")
-    print(f"calibrated on {cm.n} images; written to {args.out}")
+    kind = 'expected risk' if args.guarantee == 'expected' else f'high probability, delta={args.delta:g}'
+    print(f"calibrated on {cm.n} images ({kind}); written to {args.out}")
 
 MODEL_KEYS = {'EmbeddedSR': 'embedded', 'PerturbedModel': 'bicubic-perturbed', 'SinSR': 'sinsr', 'FolderSamples': 'samples'}
 
@@ -269,6 +270,9 @@ def parser()->argparse.ArgumentParser:
     c.add_argument('--crop', type=int, default=128, help='HR crop side (0: whole images)')
     c.add_argument('--crops-per-image', type=int, default=4); c.add_argument('--seed', type=int, default=0)
     c.add_argument('--out', default='calibration.json'); c.add_argument('--quiet', action='store_true')
+    c.add_argument('--guarantee', choices=('expected', 'high-probability'), default='expected',
+                   help='expected: E[error] <= alpha (Theorem 2.1); high-probability: error <= alpha with probability >= 1 - delta')
+    c.add_argument('--delta', type=float, default=0.1, help='failure probability of --guarantee high-probability')
     c.set_defaults(fn=cmd_calibrate)
     q = sub.add_parser('predict', help='predict trusted-pixel masks for low-resolution images')
     _add_pipeline_args(q); q.set_defaults(model=None)
