@@ -41,7 +41,10 @@ setuptools.setup(
     include_package_data = True,
     package_data = {cfg['lib_path']: ['weights/*.pt', 'weights/*.json', 'weights/*.md']},
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements },
+    # every `<name>_requirements` line of settings.ini is an extra: dev (tests, docs site), notebooks (JupyterLab, widgets)
+    extras_require={ 'dev': dev_requirements,
+                     **{k[:-len('_requirements')]: shlex.split(v) for k, v in cfg.items()
+                        if k.endswith('_requirements') and k not in ('dev_requirements', 'pip_requirements', 'conda_requirements')} },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),
