@@ -3,7 +3,8 @@
 Steps (run from anywhere; `bash tools/build_docs.sh` is the usual entry point):
 1. every notebook of `nbs/` (chapters, `index.ipynb`, and `nbs/tutorials/**`) goes through nbdev 2's
    own processors (`FilterDefaults`: front matter, hidden and exported cells, `show_doc` rendered by
-   running the cells that define what it documents), one fresh process per notebook;
+   running the cells that define what it documents, never a cell flagged `gpu` or `slow`), one fresh
+   process per notebook;
 2. the processed notebooks are turned into what Sphinx + myst-nb read: the front matter becomes the
    page title, Quarto-only markup (`#| echo: false`, `#| output: ...`, `{target=...}` link
    attributes) becomes cell tags or disappears, widget views give way to their stored pictures;
@@ -45,17 +46,18 @@ def known_failures()->set[str]:
 
 # ---------------------------------------------------------------- 1. nbdev's processing (one process per notebook)
 
-def _procs(fallback:bool):
-    "nbdev's default processors; in fallback mode the show_doc executor runs only exported cells and show_doc cells."
+def _procs(fallback:bool, flags:set):
+    """nbdev's default processors, whose show_doc executor never runs cells flagged `gpu`/`slow` (settings.ini's tst_flags);
+    in fallback mode it runs only exported cells and show_doc cells."""
     from nbdev.processors import FilterDefaults, exec_show_docs
-    procs = list(FilterDefaults().procs())
-    if not fallback: return procs
-    class exec_exported_only(exec_show_docs):
+    class exec_unflagged(exec_show_docs):
         def __call__(self, cell):
             d = cell.directives_ if cell.cell_type == 'code' else {}
-            if d.keys() & {'export', 'exports', 'exporti', 'exec_doc'} or (cell.cell_type == 'code' and re.search(r'^show_doc', cell.source, re.MULTILINE)):
-                super().__call__(cell)
-    return [exec_exported_only if p is exec_show_docs else p for p in procs]
+            if d.keys() & flags: return
+            if fallback and not (d.keys() & {'export', 'exports', 'exporti', 'exec_doc'} or
+                                 (cell.cell_type == 'code' and re.search(r'^show_doc', cell.source, re.MULTILINE))): return
+            super().__call__(cell)
+    return [exec_unflagged if p is exec_show_docs else p for p in FilterDefaults().procs()]
 
 def _process_one(args)->dict:
     "Process one notebook with nbdev's processors, in the notebook's folder; returns the outcome (picklable)."
@@ -71,7 +73,7 @@ def _process_one(args)->dict:
         warnings.simplefilter('always')
         try:
             nb = read_nb(src)
-            NBProcessor(nb=nb, procs=_procs(fallback)).process()
+            NBProcessor(nb=nb, procs=_procs(fallback, set(settings().get('tst_flags', '').split()))).process()
             write_nb(nb, dst); out['ok'] = True
         except Exception as e:
             cause = e.__cause__ or e
