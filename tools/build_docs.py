@@ -234,8 +234,8 @@ def api_page(s:dict, chapters:list[str])->str:
             obj = getattr(m, name, None)  # functions and classes: the first line of their docstring
             doc = (obj.__doc__ or '').strip().split('\n')[0] if inspect.isfunction(obj) or inspect.isclass(obj) else ''
             if doc.count('`') % 2: doc = doc.replace('`', '')
-            doc = ''.join(part if i % 2 else re.sub(r'([\\*_|$<>\[\]])', r'\\\1', part)  # markup escaped outside `code`
-                          for i, part in enumerate(re.split(r'(`[^`]*`)', doc)))
+            doc = ''.join(part if i % 2 else re.sub(r'([\\*_|<>\[\]])', r'\\\1', part)  # markup escaped outside `code` and $math$
+                          for i, part in enumerate(re.split(r'(`[^`]*`|\$[^$]+\$)', doc)))
             lines.append(f"- [`{name}`]({site}{url})" + (f": {doc}" if doc else ''))
     return '\n'.join(lines) + '\n'
 
