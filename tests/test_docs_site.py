@@ -90,8 +90,10 @@ def _check_page(base:str, ctx, page:str, shot:Path|None=None)->list[str]:
         if shot:
             shot.parent.mkdir(parents=True, exist_ok=True)
             if page != 'index.html':  # show the first show_doc entry (its 'source' link), not only the page's top
-                p.evaluate("() => { const a = Array.from(document.querySelectorAll('article a')).find(a => a.textContent.trim() == 'source');"
-                           " if (a) window.scrollTo(0, a.getBoundingClientRect().top + window.scrollY - 80); }")
+                p.evaluate("() => { document.documentElement.style.scrollBehavior = 'auto';"  # the theme scrolls smoothly
+                           " const a = Array.from(document.querySelectorAll('article a')).find(a => a.textContent.trim() == 'source');"
+                           " if (a) window.scrollTo(0, a.getBoundingClientRect().top + window.scrollY - 20); }")
+                p.wait_for_timeout(200)
             p.screenshot(path=str(shot))
     finally: p.close()
     return problems
