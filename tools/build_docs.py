@@ -107,7 +107,9 @@ def _split_directives(source:str)->tuple[dict, str]:
 
 def _fix_markdown(md:str, site:str)->str:
     "Quarto link attributes removed; links to this project's site kept absolute (made relative after the build)."
-    return _re_attr.sub(r'\1', md)
+    md = _re_attr.sub(r'\1', md)
+    # pages drop the notebooks' number prefixes (see `page_name`): links between notebooks follow them
+    return re.sub(r'(\]\((?:[^)#\s]*/)?)\d+[a-z]?_([^)/#\s]*\.ipynb)', r'\1\2', md)
 
 def _showdoc_md(md:str)->str:
     "nbdev's show_doc markdown: no leading rule (docutils refuses a section that starts with one), an anchor named as nbdev names it."
