@@ -1,6 +1,7 @@
-"""The scale engines on a local Ray cluster that the tests start (2 CPUs): Ray gives the single process's
-records and thresholds exactly, also when a worker dies mid-run, and a stopped driver resumes without redoing
-or double counting an image. Tiny images and a bicubic+noise model keep it to seconds of work."""
+"""The scale engines on a local Ray cluster that the tests start (2 CPUs): Ray gives the records and limits of
+the plain `ConformalMask.calibrate` loop exactly (each image seeded by the mask's seed and its content, wherever
+it is drawn), also when a worker dies mid-run, and a stopped driver resumes without redoing or double counting
+an image. Tiny images and a bicubic+noise model keep it to seconds of work."""
 import os, sys
 import numpy as np
 import pytest
@@ -64,9 +65,19 @@ def cluster():
 
 @pytest.fixture(scope='module')
 def reference():
-    "The single process: local engine, whole images."
+    "The single process: `ConformalMask.calibrate`'s own loop over the pairs, no engine."
     pairs = tiny_pairs(10)
-    return pairs, calibrator_at_scale(mask_of(NoisyBicubic()), pairs, progress=False)
+    cm = mask_of(NoisyBicubic())
+    cm.calibrate(list(pairs.values()), ALPHAS, progress=False)   # in id order, as the engines return their records
+    return pairs, cm.calibrator
+
+
+def test_local_engine_equals_plain_loop(reference):
+    pairs, ref = reference
+    cm = mask_of(NoisyBicubic())
+    limits = cm.calibrate(pairs, ALPHAS, engine='local', progress=False)
+    same_records(cm.calibrator, ref)
+    assert [limits[a] for a in ALPHAS] == list(ref.limits(ALPHAS))
 
 
 def test_ray_equals_single_process(cluster, reference, tmp_path):
@@ -74,7 +85,6 @@ def test_ray_equals_single_process(cluster, reference, tmp_path):
     cal = calibrator_at_scale(mask_of(NoisyBicubic()), pairs, store=tmp_path / 'store', engine='ray', workers=2, progress=False)
     same_records(cal, ref)
     np.testing.assert_array_equal(cal.limits(ALPHAS), ref.limits(ALPHAS))
-    np.testing.assert_array_equal(cal.thresholds(ALPHAS), ref.thresholds(ALPHAS))
     assert np.isfinite(ref.limits(ALPHAS)).any()        # some levels give a non-trivial mask: the check means something
     assert len(RecordStore(tmp_path / 'store', run_config(mask_of(NoisyBicubic())))) == len(pairs)
 
@@ -125,17 +135,18 @@ def test_other_configuration_refused(cluster, reference, tmp_path):
 def test_mask_and_command_line(cluster, reference, tmp_path):
     "ConformalMask.calibrate(engine='ray') and `conformal-superres calibrate --engine ray` on image files."
     from conformal_superres.cli import main
-    from conformal_superres.data import encode_image
+    from conformal_superres.images import encode_image
     pairs, ref = reference
     cm = mask_of(NoisyBicubic())
-    th = cm.calibrate(pairs, ALPHAS, engine='ray', workers=2, store=tmp_path / 'm', progress=False)
-    np.testing.assert_array_equal([th[a] for a in ALPHAS], ref.thresholds(ALPHAS))
+    lim = cm.calibrate(pairs, ALPHAS, engine='ray', workers=2, store=tmp_path / 'm', progress=False)
+    assert [lim[a] for a in ALPHAS] == list(ref.limits(ALPHAS))   # identical to the plain loop's
     assert cm.n == len(pairs)
     data = tmp_path / 'photos'; data.mkdir()
     for k, (lr, hr) in list(pairs.items())[:4]: (data / f'{k}.png').write_bytes(encode_image(hr))
+    common = ['calibrate', '--model', 'bicubic-perturbed', '--data', str(data), '--crop', '0', '-M', '3', '--alphas', '0.8,1.5', '--quiet']
+    main(common + ['--out', str(tmp_path / 'plain.json')])
     for engine in ('local', 'ray'):
-        main(['calibrate', '--model', 'bicubic-perturbed', '--data', str(data), '--crop', '0', '-M', '3', '--engine', engine,
-              '--workers', '2', '--alphas', '0.8,1.5', '--store', str(tmp_path / f'cli-{engine}'), '--out', str(tmp_path / f'{engine}.json'), '--quiet'])
+        main(common + ['--engine', engine, '--workers', '2', '--store', str(tmp_path / f'cli-{engine}'), '--out', str(tmp_path / f'{engine}.json')])
     import json
-    a, b = (json.loads((tmp_path / f'{e}.json').read_text()) for e in ('local', 'ray'))
-    assert a['thresholds'] == b['thresholds'] and a['n'] == b['n'] == 4
+    a, b, c = (json.loads((tmp_path / f'{e}.json').read_text()) for e in ('plain', 'local', 'ray'))
+    assert a['limits'] == b['limits'] == c['limits'] and a['n'] == b['n'] == c['n'] == 4
