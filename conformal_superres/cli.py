@@ -146,16 +146,24 @@ def legend_strip(width:int,          # the picture's width in pixels
                 )->np.ndarray:       # (h,width,3) uint8 strip to put under the picture
     "A white strip with coloured squares and their meaning (and optionally a colour bar with ticks)."
     from PIL import Image, ImageDraw
-    fs = max(11, min(40, width // 70)); h = int(fs * (3.6 if colourbar else 1.9))
-    im = Image.new('RGB', (width, h), 'white'); d = ImageDraw.Draw(im); font = _font(fs)
-    x, y = fs // 2, fs // 2
+    fs = max(11, min(40, width // 70)); font = _font(fs); line = int(fs * 1.5)
+    measure = ImageDraw.Draw(Image.new('RGB', (1, 1)))
+    rows, x = [[]], fs // 2                           # entries wrapped onto as many lines as the width needs
     for colour, text in items:
-        if colour is not None:
-            d.rectangle([x, y, x + fs, y + fs], fill=tuple(int(c) for c in colour), outline='black'); x += int(fs * 1.4)
-        d.text((x, y), text, fill='black', font=font); x += int(d.textlength(text, font=font)) + fs
+        wd = (int(fs * 1.4) if colour is not None else 0) + int(measure.textlength(text, font=font)) + fs
+        if rows[-1] and x + wd > width: rows.append([]); x = fs // 2
+        rows[-1].append((colour, text)); x += wd
+    h = fs // 2 + len(rows) * line + (int(fs * 3) if colourbar else 0)
+    im = Image.new('RGB', (width, h), 'white'); d = ImageDraw.Draw(im)
+    for r, row in enumerate(rows):
+        x, y = fs // 2, fs // 2 + r * line
+        for colour, text in row:
+            if colour is not None:
+                d.rectangle([x, y, x + fs, y + fs], fill=tuple(int(c) for c in colour), outline='black'); x += int(fs * 1.4)
+            d.text((x, y), text, fill='black', font=font); x += int(d.textlength(text, font=font)) + fs
     if colourbar is not None:
         lut, ticks = colourbar
-        x0, x1, yb = fs // 2, width - fs // 2, y + int(fs * 1.4)
+        x0, x1, yb = fs, width - fs, fs // 2 + len(rows) * line
         if x1 - x0 > 10:
             cols = lut[np.linspace(0, 255, x1 - x0).round().astype(int)]
             im.paste(Image.fromarray(np.repeat(cols[None], fs, 0)), (x0, yb))
@@ -164,7 +172,6 @@ def legend_strip(width:int,          # the picture's width in pixels
                 d.line([xt, yb - (fs // 3 if marked else 0), xt, yb + fs + fs // 4], fill='cyan' if marked else 'black', width=max(1, fs // 8) * (2 if marked else 1))
                 tw = d.textlength(label, font=font)
                 d.text((min(max(0, xt - tw / 2), width - tw), yb + fs + fs // 4), label, fill='black', font=font)
-            im = im.crop((0, 0, width, h)) if yb + 2 * fs + fs // 4 < h else im
     return np.asarray(im)
 
 UNTRUSTED_TINT = np.array([255, 26, 26], np.uint8)
