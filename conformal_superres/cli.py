@@ -510,7 +510,7 @@ def cmd_calibrate(args):
         pairs = make_pairs(photos, args.crop, args.crops_per_image if args.crop else 1, seed=args.seed, progress=not args.quiet)
     if args.keep_samples:
         model = KeptSamples(model, args.keep_samples)
-        for p in pairs: model.expect(getattr(p, 'source_id', 'image') + (f'#{len(model._ids)}'), p[0], p[1])
+        for i, p in enumerate(pairs): model.expect(f"{getattr(p, 'source_id', 'image')}#{i}", p[0], p[1])
     cm = ConformalMask(model, uncertainty=unc, fidelity=fidelity, n_samples=args.n_samples, seed=args.seed)
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message=r'alpha=.* is below B/\(n\+1\)')   # said above, before the work
@@ -568,8 +568,8 @@ def cmd_predict(args):
     for f, (h, w) in zip(args.images, sizes):
         if h * w > LARGE_INPUT:
             _warn(f"{f} is already {w}x{h} px ({h * w / 1e6:.1f} MP); x{scale} makes {w * scale}x{h * scale} px "
-                  f"({h * w * scale ** 2 / 1e6:.0f} MP, about {h * w * scale ** 2 * 14 / 2 ** 30:.1f} GiB in memory and "
-                  "files); it runs tile by tile but takes long: downscale it first if it is already sharp")
+                  f"({h * w * scale ** 2 / 1e6:.0f} MP; its outputs take about {h * w * scale ** 2 * 20 / 2 ** 30:.1f} GiB of memory "
+                  "and as much again of disk); it runs tile by tile but takes long: downscale it first if it is already sharp")
     cm = _load_mask(args, doc)
     for f, stem, fs in zip(args.images, stems, files):
         lr = load_image(f)
@@ -639,7 +639,15 @@ class _Parser(argparse.ArgumentParser):
     "argparse with its errors sent through the command's one error path."
     def error(self, message): raise UsageError(f"{message} (see {self.prog} --help)")
 
-def _fmt(prog): return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
+class _Defaults(argparse.HelpFormatter):
+    "Help that shows each option's default, where it has one."
+    def _get_help_string(self, action):
+        h = action.help or ''
+        if action.default not in (None, False, argparse.SUPPRESS) and '%(default)' not in h and action.option_strings:
+            h += ' (default: %(default)s)'
+        return h
+
+def _fmt(prog): return _Defaults(prog, max_help_position=32)
 
 def _add_common(p, model=True, device=True):
     p.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help='show the traceback of an error')

@@ -172,3 +172,13 @@ def test_console_script_exit_status(tmp_path):
     r = subprocess.run([sys.executable, '-c', 'from conformal_superres.cli import main; main()', 'predict', '--calibration',
                         str(tmp_path / 'none.json'), str(tmp_path / 'x.png')], capture_output=True, text=True)
     assert r.returncode == 3 and r.stderr.startswith('conformal-superres: error: ') and 'Traceback' not in r.stderr, r.stderr
+
+def test_large_input_warned_before_work(setup, capsys, tmp_path):
+    "An input that is already large: its output size is said before any model is built (here the model then cannot be)."
+    root, _, _ = setup
+    big = tmp_path / 'big.png'; Image.new('RGB', (1920, 1080)).save(big)
+    status, _, err = run(['predict', '--calibration', str(root / 'cal.json'), str(big), '--model', 'sinsr', '--out', str(tmp_path / 'o')], capsys)
+    warning, error = err.rstrip().split('\n')
+    assert status == 2 and error.startswith('conformal-superres: error: --model sinsr needs --checkpoint'), err
+    assert warning.startswith('conformal-superres: warning: ') and 'is already 1920x1080 px (2.1 MP); x4 makes 7680x4320 px (33 MP' in warning, err
+    assert not (tmp_path / 'o').exists()
