@@ -517,7 +517,9 @@ def cmd_calibrate(args):
         th = cm.calibrate(batched(pairs), alphas, progress=not args.quiet)
     write_atomic(out, lambda tmp: cm.save(tmp))
     for a in sorted(th):
-        print(f"alpha={a:g}  threshold={th[a]:.6g}" + (f"  EMPTY MASK: needs n >= {needed_n(a, cm.bound)}" if a in low else ''))
+        empty = (f"  EMPTY MASK: needs n >= {needed_n(a, cm.bound)}" if a in low else
+                 "  EMPTY MASK: even the most certain pixels err more than this alpha allows" if th[a] == -math.inf else '')
+        print(f"alpha={a:g}  threshold={th[a]:.6g}{empty}")
     print(f"calibrated {len(th)} level{'s' * (len(th) > 1)} on n={cm.n} images; wrote the calibration to {out}"
           + (f" and the samples to {args.keep_samples} (reuse them with --samples)" if args.keep_samples else ''))
 
@@ -544,6 +546,9 @@ def _load_mask(args, doc:dict):
     try: return ConformalMask.from_file(args.calibration, model)
     except ValueError as e: raise InputError(str(e)) from None
 
+def _threshold_of(doc:dict, alpha:float)->float:
+    return next(float(d['threshold']) for d in doc['thresholds'] if abs(float(d['alpha']) - alpha) <= 1e-12)
+
 def _check_level(alpha:float, doc:dict, option:str='--alpha')->float:
     levels = [float(d['alpha']) for d in doc['thresholds']]
     if not any(abs(alpha - a) <= 1e-12 for a in levels):
@@ -564,7 +569,9 @@ def cmd_predict(args):
     stems = output_stems(args.images)
     files = [[out / f'{s}_{k}' for k in PREDICT_FILES] for s in stems]
     check_outputs([f for fs in files for f in fs], args.overwrite)
-    _feasibility([alpha], n, bound, 'was calibrated with')
+    if not _feasibility([alpha], n, bound, 'was calibrated with') and _threshold_of(doc, alpha) == -math.inf:
+        _warn(f"alpha={alpha:g} has threshold -inf in {args.calibration}: no pixel will be trusted (on the calibration images even "
+              "the most certain pixels erred more than alpha allows); use a larger alpha")
     for f, (h, w) in zip(args.images, sizes):
         if h * w > LARGE_INPUT:
             _warn(f"{f} is already {w}x{h} px ({h * w / 1e6:.1f} MP); x{scale} makes {w * scale}x{h * scale} px "

@@ -182,3 +182,11 @@ def test_large_input_warned_before_work(setup, capsys, tmp_path):
     assert status == 2 and error.startswith('conformal-superres: error: --model sinsr needs --checkpoint'), err
     assert warning.startswith('conformal-superres: warning: ') and 'is already 1920x1080 px (2.1 MP); x4 makes 7680x4320 px (33 MP' in warning, err
     assert not (tmp_path / 'o').exists()
+
+def test_predict_at_an_empty_level_says_so(setup, capsys, tmp_path):
+    root, _, small = setup
+    doc = json.loads((root / 'cal.json').read_text()); doc['thresholds'][0]['threshold'] = '-inf'   # alpha 0.5: feasible, yet empty
+    (tmp_path / 'c.json').write_text(json.dumps(doc))
+    status, out, err = run(['predict', '--calibration', str(tmp_path / 'c.json'), str(small), '--alpha', '0.5', '--out', str(tmp_path / 'o'), '--quiet'], capsys)
+    assert status == 0 and 'conformal-superres: warning: alpha=0.5 has threshold -inf' in err and 'no pixel will be trusted' in err, err
+    assert np.array(Image.open(tmp_path / 'o' / 'small_mask.png')).max() == 0 and '0.0% of pixels trusted' in out
