@@ -131,9 +131,12 @@ def sigma_colours(sigma:np.ndarray, # (H,W) uncertainty map
     "Colour a sigma map on a log scale fixed by the threshold, so that the same colour means the same sigma in every image."
     import matplotlib
     lo, hi = sigma_range(threshold)
-    x = (np.log10(np.clip(sigma, lo, hi)) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
     lut = (matplotlib.colormaps['magma'](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
-    return lut[(x * 255).round().astype(np.int64)]
+    out = np.empty(sigma.shape + (3,), np.uint8)
+    for r in range(0, sigma.shape[0], 256):            # in bands of rows: the float temporaries stay small
+        x = (np.log10(np.clip(sigma[r:r + 256], lo, hi)) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
+        out[r:r + 256] = lut[(x * 255).round().astype(np.int64)]
+    return out
 
 def _font(size:int):
     from PIL import ImageFont
@@ -179,8 +182,9 @@ UNTRUSTED_TINT = np.array([255, 26, 26], np.uint8)
 def overlay_u8(pred:np.ndarray, mask:np.ndarray)->np.ndarray:
     "(H,W,3) uint8 picture of the prediction with the untrusted pixels (mask False) tinted red."
     out = pred.copy()
-    bad = ~mask
-    out[bad] = (0.45 * pred[bad] + 0.55 * UNTRUSTED_TINT).round().astype(np.uint8)
+    for r in range(0, pred.shape[0], 256):             # in bands of rows: the float temporaries stay small
+        o, bad = out[r:r + 256], ~mask[r:r + 256]
+        o[bad] = (0.45 * o[bad] + 0.55 * UNTRUSTED_TINT).round().astype(np.uint8)
     return out
 
 def overlay_legend(width:int, alpha:float, threshold:float, fraction:float)->np.ndarray:
