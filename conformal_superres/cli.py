@@ -15,7 +15,7 @@ from .calibration import min_calibration_size
 from .mask import ConformalMask, Prediction, CalibrationFileError, summarise, read_calibration
 from .pairs import batched, make_pairs, split_pairs
 from .photos import bundled_photos
-from .images import (OutputError, check_writable, encode_image, image_size, load_image, to_uint8,
+from .images import (OutputError, check_writable, image_size, load_image, to_uint8,
                                        write_atomic, write_files)
 from .datasets import image_folder
 from .models import FolderSamples, KeptSamples, ModelCallError, ModelOutputError
@@ -260,7 +260,7 @@ def plot_examples(cm:ConformalMask, pairs:list, alpha:float, path:Path, n:int=4,
         row[4].imshow(overlay(p.prediction, p.mask), interpolation='nearest')
         row[4].set_title(f'trusted at alpha={alpha:g}: {p.mask.double().mean():.0%}', fontsize=9)
         for ax in row: ax.axis('off')
-    fig.legend(handles=[Patch(color=UNTRUSTED_TINT / 255, label='untrusted (tinted red)'), Patch(color='cyan', label=f'threshold t on the sigma colour bar')],
+    fig.legend(handles=[Patch(color=UNTRUSTED_TINT / 255, label='untrusted (tinted red)'), Patch(color='cyan', label='threshold t on the sigma colour bar')],
                loc='lower center', ncol=2, fontsize=9, frameon=False)
     fig.tight_layout(rect=(0, 0.5 / fig.get_figheight(), 1, 1))
     write_atomic(path, _figure_bytes(fig, 100)); plt.close(fig)
@@ -463,10 +463,6 @@ def run_demo(out:Path|str='conformal-superres-report', # report folder
     return dict(out=out, summary=summary, seconds=time.time() - t0, n_calib=len(calib), n_test=len(test))
 
 # %% ../nbs/23_cli.ipynb #62ec2cf0
-def _say(args, *lines):
-    "Progress notes for people (stdout); --quiet keeps only the closing summary."
-    if not getattr(args, 'quiet', False): print(*lines, sep='\n')
-
 def _warn(text:str):
     print(f"conformal-superres: warning: {text}", file=sys.stderr)
 
