@@ -516,6 +516,8 @@ def cmd_calibrate(args):
     try: unc = Uncertainty(kernel=args.uncertainty_kernel, smoothing=args.smoothing, clip_quantile=args.clip_quantile)
     except ValueError as e: raise UsageError(str(e)) from None
     if args.n_samples < 2: raise UsageError(f"-M/--n-samples is {args.n_samples}; the uncertainty needs at least 2 samples per image")
+    if args.guarantee == 'high-probability' and not 0 < args.delta < 1:
+        raise UsageError(f"--delta is {args.delta:g}; the failure probability of --guarantee high-probability lies in (0, 1)")
     out = check_outputs([args.out], args.overwrite)[0]
     if args.keep_samples:
         ks = Path(args.keep_samples).expanduser()
@@ -547,13 +549,17 @@ def cmd_calibrate(args):
         warnings.filterwarnings('ignore', message=r'alpha=.* is below B/\(n\+1\)')   # said above, before the work
         if at_scale:
             th = cm.calibrate(_keyed_items(args, pairs, cm.scale), alphas, progress=not args.quiet, engine=args.engine or 'local',
-                              workers=args.workers, store=args.store, address=args.address, band_rows=args.band_rows)
-        else: th = cm.calibrate(batched(pairs), alphas, progress=not args.quiet)
+                              workers=args.workers, store=args.store, address=args.address, band_rows=args.band_rows,
+                              guarantee=args.guarantee, delta=args.delta)
+        else: th = cm.calibrate(batched(pairs), alphas, progress=not args.quiet, guarantee=args.guarantee, delta=args.delta)
     write_atomic(out, lambda tmp: cm.save(tmp))
     for a in sorted(th):
-        empty = f"  EMPTY MASK: needs n >= {needed_n(a, cm.bound)}" if a in low or th[a] == -math.inf else ''
+        empty = (f"  EMPTY MASK: needs n >= {needed_n(a, cm.bound)}" if a in low else
+                 f"  EMPTY MASK: no limit passes the high-probability test with n={cm.n} (more images, or a larger alpha or delta)"
+                 if th[a] == -math.inf else '')
         print(f"alpha={a:g}  limit r*={th[a]:.6g} (mask: sigma < r*){empty}")
-    print(f"calibrated {len(th)} level{'s' * (len(th) > 1)} on n={cm.n} images; wrote the calibration to {out}"
+    kind = 'expected risk' if args.guarantee == 'expected' else f'high probability, delta={args.delta:g}'
+    print(f"calibrated {len(th)} level{'s' * (len(th) > 1)} on n={cm.n} images ({kind}); wrote the calibration to {out}"
           + (f" and the samples to {args.keep_samples} (reuse them with --samples)" if args.keep_samples else ''))
 
 MODEL_KEYS = {'EmbeddedSR': 'embedded', 'PerturbedModel': 'bicubic-perturbed', 'SinSR': 'sinsr', 'FolderSamples': 'samples'}
@@ -742,6 +748,9 @@ def parser()->argparse.ArgumentParser:
     c.add_argument('--address', help="Ray cluster address (e.g. auto or ray://head:10001); default: a local one for the run")
     c.add_argument('--store', help='record-store folder: a stopped run resumes from it (implies --engine local)')
     c.add_argument('--band-rows', type=int, help='compute sigma and D in bands of this many rows (bounded memory for 4K)')
+    c.add_argument('--guarantee', choices=('expected', 'high-probability'), default='expected',
+                   help='expected: E[error] <= alpha (Theorem 2.1); high-probability: error <= alpha with probability >= 1 - delta')
+    c.add_argument('--delta', type=float, default=0.1, help='failure probability of --guarantee high-probability')
     c.set_defaults(fn=cmd_calibrate)
     q = sub.add_parser('predict', help='confidence masks for low-resolution images', formatter_class=_fmt,
                        description='Super-resolve images and mark the pixels that can be trusted at a calibrated alpha. ' + ALPHA_HELP + '.')

@@ -15,6 +15,7 @@ from .colour import as_image_batch
 from .fidelity import Neighbourhood, Semantic, fidelity_from_config, psnr
 from .uncertainty import Uncertainty, uncertainty_from_config
 from .calibration import Calibrator, limit_mask, loss_records, min_calibration_size
+from .high_probability import high_probability_limits
 from .protocol import draw_samples, model_name, model_scale
 
 # %% auto #0
@@ -69,11 +70,13 @@ class ConformalMask:
         self.uncertainty = uncertainty if uncertainty is not None else Uncertainty(kernel='box:5')
         self.fidelity = fidelity if fidelity is not None else Neighbourhood('box:5')
         self.calibrator, self.limits, self._n = None, {}, 0
+        self.guarantee = dict(kind='expected', delta=None)   # set by `calibrate`; 'high-probability' carries its delta
 
     def config(self)->dict:
         "Everything that must agree between calibration and prediction for the guarantee to hold."
         return dict(model=model_name(self.model), scale=self.scale, n_samples=self.n_samples,
-                    uncertainty=self.uncertainty.config(), fidelity=self.fidelity.config())
+                    uncertainty=self.uncertainty.config(), fidelity=self.fidelity.config(),
+                    guarantee=dict(self.guarantee))
 
     @property
     def bound(self)->float: return float(self.fidelity.bound)
@@ -177,9 +180,15 @@ def calibrate(self:ConformalMask,
               engine:str|None=None, # None: this loop; 'local' or 'ray': `conformal_superres.scale` (record store, resumable)
               workers:int=1,       # Ray workers (engine='ray')
               store=None,          # record-store folder: a stopped run resumes from it (engine 'local' or 'ray')
+              guarantee:str='expected', # 'expected' (Theorem 2.1) or 'high-probability' (risk <= alpha with probability >= 1 - delta)
+              delta:float=0.1,     # failure probability of the 'high-probability' guarantee
               **scale_options,     # more options of `conformal_superres.scale.calibrator_at_scale` (address, band_rows, ...)
              )->dict:              # {alpha: r*}
-    "Calibrate the limit $r^*$ on calibration pairs (Theorem 2.1), streaming image by image."
+    "Calibrate the limit $r^*$ on calibration pairs (Theorem 2.1, or the high-probability rule), streaming image by image."
+    if guarantee not in ('expected', 'high-probability'):
+        raise ValueError(f"guarantee={guarantee!r}: use 'expected' (Theorem 2.1) or 'high-probability' (with delta)")
+    if guarantee == 'high-probability' and not 0 < delta < 1: raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
+    self.guarantee = dict(kind=guarantee, delta=float(delta) if guarantee == 'high-probability' else None)
     if engine is not None or store is not None:
         from .scale import calibrator_at_scale   # imported here: scale builds on this module
         cal = calibrator_at_scale(self, pairs, store=store, engine=engine or 'local', workers=workers, progress=progress, **scale_options)
@@ -203,7 +212,8 @@ def limit(self:ConformalMask, alpha:float)->float:
         if not self.limits: raise RuntimeError("not calibrated: call calibrate(pairs, alphas) or load(path) first")
         raise KeyError(f"alpha={alpha} was not calibrated; calibrated levels: {sorted(self.limits)}; "
                        "calibrate again with this alpha")
-    r = float(self.calibrator.limits(float(alpha)))
+    hp = self.guarantee['kind'] == 'high-probability'
+    r = float(high_probability_limits(self.calibrator, [float(alpha)], self.guarantee['delta'])[0] if hp else self.calibrator.limits(float(alpha)))
     self.limits[float(alpha)] = r
     return r
 
@@ -294,6 +304,11 @@ def validate_calibration(doc:dict,          # the parsed JSON of a calibration f
     except (TypeError, ValueError) as e: bad('config.uncertainty', str(e))
     try: metric = fidelity_from_config(cfg['fidelity'])
     except (TypeError, ValueError, KeyError) as e: bad('config.fidelity', f"{cfg['fidelity']!r} is not a fidelity metric ({e})")
+    g = cfg.get('guarantee', dict(kind='expected', delta=None))   # files written before the key existed: expected
+    if not isinstance(g, dict) or g.get('kind') not in ('expected', 'high-probability'):
+        bad('config.guarantee', f"{g!r} is not {{'kind': 'expected' or 'high-probability', 'delta': ...}}")
+    if g['kind'] == 'high-probability' and not (isinstance(g.get('delta'), (int, float)) and not isinstance(g.get('delta'), bool) and 0 < g['delta'] < 1):
+        bad('config.guarantee.delta', f"{g.get('delta')!r} is not a failure probability in (0, 1)")
     n = doc.get('n')
     if not isinstance(n, int) or isinstance(n, bool) or n < 1: bad('n', f"{n!r} is not a number of calibration images (an integer >= 1)")
     B = _number(doc.get('bound'))
@@ -361,7 +376,7 @@ def read_calibration(path)->dict:
 def load(self:ConformalMask, path)->ConformalMask:
     "Load the limits saved by `save`; refuses a file made under a different configuration."
     doc = read_calibration(path)
-    diff = _differences(doc['config'], self.config())
+    diff = _differences({'guarantee': dict(kind='expected', delta=None)} | doc['config'], self.config())  # older files: expected
     if diff:
         raise ValueError(f"{path} was calibrated under a different configuration; calibrate again, or configure "
                          "this object as in the file:\n  " + "\n  ".join(diff))
@@ -376,6 +391,7 @@ def from_file(cls, path, model, **kwargs)->ConformalMask:
     c = doc['config']
     cm = cls(model, uncertainty=uncertainty_from_config(c['uncertainty']), fidelity=fidelity_from_config(c['fidelity']),
              n_samples=c['n_samples'], **kwargs)
+    cm.guarantee = dict(c.get('guarantee', cm.guarantee))
     return cm.load(path)
 
 ConformalMask.save, ConformalMask.load, ConformalMask.from_file = save, load, from_file
