@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_images.ipynb #e98b4684
 from __future__ import annotations
-import io, struct
+import io, os, struct, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -15,7 +15,8 @@ from torch import Tensor
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['IMAGE_EXTENSIONS', 'load_image', 'pil_to_tensor', 'Photo', 'to_uint8', 'encode_image']
+__all__ = ['IMAGE_EXTENSIONS', 'load_image', 'pil_to_tensor', 'Photo', 'to_uint8', 'encode_image', 'OutputError',
+           'check_writable', 'write_files', 'write_atomic', 'image_size']
 
 # %% ../nbs/08_images.ipynb #0d5a0ec9
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.webp', '.jp2', '.j2k', '.jpx', '.ppm', '.pgm', '.gif')
@@ -234,3 +235,86 @@ def encode_image(img,              # (3,H,W) or (H,W) tensor, or (H,W[,3]) array
     buf = io.BytesIO(); Image.fromarray(to_uint8(img)).save(buf, format, **save_args)
     return buf.getvalue()
 
+
+# %% ../nbs/08_images.ipynb #88279679
+class OutputError(OSError):
+    "A file could not be written (folder missing or read-only, disk full, ...); nothing was left half-written."
+
+def _existing_ancestor(p:Path)->Path:
+    "The nearest part of `p` (itself or a parent) that exists."
+    while not p.exists() and p != p.parent: p = p.parent
+    return p
+
+def check_writable(folder:str|Path, # a folder that will receive files (it may not exist yet)
+                  )->Path:          # the folder, as a Path
+    "Raise `OutputError` unless files can be created in `folder`: tried by creating and removing a file, nothing else is left."
+    folder = Path(folder).expanduser()
+    base = _existing_ancestor(folder.absolute())
+    if not base.is_dir():
+        raise OutputError(f"cannot write into {folder}: {base} is a file, not a folder; choose another output path")
+    try:
+        fd, probe = tempfile.mkstemp(dir=base, prefix='.write-test-')
+        os.close(fd); os.unlink(probe)
+    except OSError as e:
+        raise OutputError(f"cannot write into {folder}: {base} is not writable ({e.strerror or e}); "
+                          "choose a folder you can write to") from None
+    return folder
+
+# %% ../nbs/08_images.ipynb #668095f8
+def _stage(path:Path, data)->Path:
+    "Write `data` (bytes, or a function `write(tmp_path)`) to a temporary file beside `path`, flushed to disk; return its path."
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.part')
+    tmp = Path(tmp)
+    try:
+        if callable(data):
+            os.close(fd); fd = None
+            data(tmp)
+            with open(tmp, 'rb+') as f: os.fsync(f.fileno())
+        else:
+            with os.fdopen(fd, 'wb') as f:
+                fd = None
+                f.write(data); f.flush(); os.fsync(f.fileno())
+    except BaseException:
+        if fd is not None: os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+def write_files(files:dict, # {path: bytes, or a function `write(tmp_path)` that writes the whole file}
+               )->list:     # the paths written
+    "Write several files as one step: each to a temporary file beside it, then all renamed into place; on any failure none is."
+    staged = {}
+    try:
+        for path, data in files.items():
+            path = Path(path).expanduser()
+            staged[path] = _stage(path, data)
+        for path, tmp in staged.items(): os.replace(tmp, path)
+    except BaseException as e:
+        for tmp in staged.values(): tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and not isinstance(e, OutputError):
+            where = path if 'path' in locals() else 'the output files'
+            raise OutputError(f"cannot write {where}: {e.strerror or e}; nothing was written") from None
+        raise
+    return list(staged)
+
+def write_atomic(path:str|Path, # the file to write (its folder is created if needed)
+                 data,          # bytes, or a function `write(tmp_path)` that writes the whole file at `tmp_path`
+                )->Path:        # `path`
+    "Write one file in one step (see `write_files`): readers see the old file or the complete new one, never a part."
+    return write_files({path: data})[0]
+
+# %% ../nbs/08_images.ipynb #eae6de45
+def image_size(path:str|Path, # an image file
+              )->tuple[int, int]: # (height, width), upright (EXIF orientation applied)
+    "The size of an image file, read from its header when Pillow can (else by decoding it); `ValueError` when it is not an image."
+    p = Path(path).expanduser()
+    if not p.exists(): raise FileNotFoundError(f"image file not found: {p}")
+    if p.is_dir(): raise IsADirectoryError(f"{p} is a folder, not an image file")
+    try:
+        with Image.open(p) as im:
+            w, h = im.size
+            return (w, h) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (h, w)
+    except (UnidentifiedImageError, OSError, ValueError):
+        a = _read_array(p)   # TIFF/JPEG 2000 layouts Pillow cannot open; raises ValueError naming the file
+        return a.shape[0], a.shape[1]

@@ -14,13 +14,13 @@ from tqdm.auto import tqdm
 from .colour import as_image_batch
 from .fidelity import Neighbourhood, Semantic, fidelity_from_config, psnr
 from .uncertainty import Uncertainty, uncertainty_from_config
-from .calibration import Calibrator, limit_mask, loss_records
+from .calibration import Calibrator, limit_mask, loss_records, min_calibration_size
 from .high_probability import high_probability_limits
 from .protocol import draw_samples, model_name, model_scale
 
 # %% auto #0
 __all__ = ['FORMAT', 'FORMAT_VERSION', 'Prediction', 'ConformalMask', 'sample_sigma', 'calibrate', 'limit', 'predict', 'evaluate',
-           'summarise', 'save', 'read_calibration', 'load', 'from_file']
+           'summarise', 'CalibrationFileError', 'validate_calibration', 'save', 'read_calibration', 'load', 'from_file']
 
 # %% ../nbs/07_mask.ipynb #f1fa54ed
 def _sample_chunks(model, lr:Tensor, n_samples:int, generator:torch.Generator, chunk:int, first:list):
@@ -90,6 +90,17 @@ class ConformalMask:
         return (f"ConformalMask({model_name(self.model)}, x{self.scale}, M={self.n_samples}, "
                 f"uncertainty={self.uncertainty.config()}, fidelity={self.fidelity.config()}, n={self.n})")
 
+# %% ../nbs/07_mask.ipynb #d8c2ce81
+def _own_prediction(model, lr:Tensor, first:Tensor)->Tensor:
+    "$\\hat Y$: `model.prediction(lr)` when the model offers one (not None), else the first sample `first`."
+    own = getattr(model, 'prediction', None)
+    out = own(lr) if callable(own) else None
+    if out is None: return first
+    if not isinstance(out, Tensor) or tuple(out.shape) != tuple(first.shape):
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(f"model {model_name(model)!r}: prediction(lr) returned {got}; expected a tensor {tuple(first.shape)} like its samples")
+    return out.to(first).clamp(0, 1)
+
 # %% ../nbs/07_mask.ipynb #f858ff0c
 def _lr_batch(self:ConformalMask, lr)->Tensor:
     return as_image_batch(lr, name='low-res image')
@@ -104,7 +115,7 @@ def _draw(self:ConformalMask, lr:Tensor, generator:torch.Generator)->tuple:
     "Samples of a validated batch from one generator, streamed into the uncertainty estimator."
     first = []
     sigma = self.uncertainty(_sample_chunks(self.model, lr, self.n_samples, generator, self.sample_batch, first))
-    pred = first[0]
+    pred = _own_prediction(self.model, lr, first[0])
     want = (lr.shape[-2] * self.scale, lr.shape[-1] * self.scale)
     if tuple(pred.shape[-2:]) != want:
         raise ValueError(f"model {model_name(self.model)!r} returned {tuple(pred.shape[-2:])} for a {tuple(lr.shape[-2:])} "
@@ -266,6 +277,63 @@ def summarise(rows:list)->list:
                         psnr_full=float(np.mean([r['psnr_full'] for r in rs]))))
     return out
 
+# %% ../nbs/07_mask.ipynb #507f1a6e
+class CalibrationFileError(ValueError):
+    "A calibration file that cannot be used as it is: the message names the file and the field."
+
+def _number(x)->float|None:
+    "A JSON number or the strings 'inf'/'-inf' as a float; None for anything else (NaN included)."
+    if isinstance(x, bool): return None
+    if isinstance(x, str): return {'inf': math.inf, '+inf': math.inf, 'infinity': math.inf, '-inf': -math.inf, '-infinity': -math.inf}.get(x.strip().lower())
+    if isinstance(x, (int, float)) and not math.isnan(x): return float(x)
+    return None
+
+def validate_calibration(doc:dict,          # the parsed JSON of a calibration file
+                         path='calibration file', # where it came from, for messages
+                        )->dict:             # `doc`, unchanged
+    "Check a calibration document as a whole (schema and values), raising `CalibrationFileError` that names the file and field."
+    def bad(field, why): raise CalibrationFileError(f"{path}: field {field}: {why}; calibrate again, or restore the file as written")
+    cfg = doc.get('config')
+    if not isinstance(cfg, dict): bad('config', f"missing or not an object ({cfg!r})")
+    for k in ('model', 'scale', 'n_samples', 'uncertainty', 'fidelity'):
+        if k not in cfg: bad(f'config.{k}', 'missing')
+    if not isinstance(cfg['scale'], int) or isinstance(cfg['scale'], bool) or cfg['scale'] < 1: bad('config.scale', f"{cfg['scale']!r} is not a positive integer")
+    if not isinstance(cfg['n_samples'], int) or isinstance(cfg['n_samples'], bool) or cfg['n_samples'] < 2:
+        bad('config.n_samples', f"{cfg['n_samples']!r} is not an integer >= 2")
+    try: uncertainty_from_config(cfg['uncertainty'])
+    except (TypeError, ValueError) as e: bad('config.uncertainty', str(e))
+    try: metric = fidelity_from_config(cfg['fidelity'])
+    except (TypeError, ValueError, KeyError) as e: bad('config.fidelity', f"{cfg['fidelity']!r} is not a fidelity metric ({e})")
+    g = cfg.get('guarantee', dict(kind='expected', delta=None))   # files written before the key existed: expected
+    if not isinstance(g, dict) or g.get('kind') not in ('expected', 'high-probability'):
+        bad('config.guarantee', f"{g!r} is not {{'kind': 'expected' or 'high-probability', 'delta': ...}}")
+    if g['kind'] == 'high-probability' and not (isinstance(g.get('delta'), (int, float)) and not isinstance(g.get('delta'), bool) and 0 < g['delta'] < 1):
+        bad('config.guarantee.delta', f"{g.get('delta')!r} is not a failure probability in (0, 1)")
+    n = doc.get('n')
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1: bad('n', f"{n!r} is not a number of calibration images (an integer >= 1)")
+    B = _number(doc.get('bound'))
+    if B is None or not math.isfinite(B) or B <= 0: bad('bound', f"{doc.get('bound')!r} is not a positive number")
+    if abs(B - float(metric.bound)) > 1e-12 * B:
+        bad('bound', f"{B:g} differs from the bound {float(metric.bound):g} of the fidelity metric {cfg['fidelity'].get('name')!r} in config.fidelity")
+    levels = doc.get('limits')
+    if not isinstance(levels, list) or not levels: bad('limits', 'missing or empty: the file holds no calibrated level')
+    seen = []
+    for i, d in enumerate(levels):
+        if not isinstance(d, dict): bad(f'limits[{i}]', f"{d!r} is not an object with alpha and limit")
+        a, r = _number(d.get('alpha')), _number(d.get('limit'))
+        if a is None or not math.isfinite(a) or not 0 < a <= B:
+            bad(f'limits[{i}].alpha', f"{d.get('alpha')!r} is outside (0, B={B:g}]")
+        if r is None: bad(f'limits[{i}].limit', f"{d.get('limit')!r} is not a number, 'inf' or '-inf'")
+        if any(abs(a - b) <= 1e-12 for b, _ in seen): bad(f'limits[{i}].alpha', f"alpha={a:g} appears twice")
+        if min_calibration_size(a, B) > n and r != -math.inf:   # B > alpha (n+1), decided exactly as calibration does
+            bad(f'limits[{i}].limit', f"{r:g} at alpha={a:g}, but no mask is valid there with n={n} (alpha < B/(n+1)); it must be '-inf'")
+        seen.append((a, r))
+    seen.sort()
+    for (a0, r0), (a1, r1) in zip(seen, seen[1:]):
+        if r1 < r0: bad('limits', f"limit {r1:g} at alpha={a1:g} is below {r0:g} at the smaller alpha={a0:g}; limits grow with alpha")
+    return doc
+
+
 # %% ../nbs/07_mask.ipynb #f1345596
 def _package_version()->str:
     from conformal_superres import __version__
@@ -294,14 +362,16 @@ def read_calibration(path)->dict:
     "Read and check a calibration file written by `ConformalMask.save`."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"no calibration file at {path}")
+    if path.is_dir(): raise CalibrationFileError(f"{path} is a folder, not a calibration file")
     try: doc = json.loads(path.read_text())
-    except json.JSONDecodeError as e: raise ValueError(f"{path} is not a calibration file (invalid JSON: {e})") from None
+    except json.JSONDecodeError as e: raise CalibrationFileError(f"{path} is not a calibration file (invalid JSON: {e})") from None
+    except UnicodeDecodeError: raise CalibrationFileError(f"{path} is not a calibration file (binary data, not JSON text: an image?)") from None
     if not isinstance(doc, dict) or doc.get('format') != FORMAT:
-        raise ValueError(f"{path} is not a conformal-superres calibration file")
+        raise CalibrationFileError(f"{path} is not a conformal-superres calibration file")
     if doc.get('format_version') != FORMAT_VERSION:
-        raise ValueError(f"{path} has format version {doc.get('format_version')}; this package reads version {FORMAT_VERSION}"
+        raise CalibrationFileError(f"{path} has format version {doc.get('format_version')}; this package reads version {FORMAT_VERSION}"
                          " (the limits r* of the mask {sigma < r*}): calibrate again")
-    return doc
+    return validate_calibration(doc, path)
 
 def load(self:ConformalMask, path)->ConformalMask:
     "Load the limits saved by `save`; refuses a file made under a different configuration."

@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_models.ipynb #b11381b5
 from __future__ import annotations
-import http.client, inspect, math, threading, time, urllib.error, urllib.parse, weakref
+import http.client, inspect, json, math, threading, time, urllib.error, urllib.parse, weakref
 from pathlib import Path
 from typing import Callable
 import numpy as np
@@ -13,15 +13,15 @@ import torch.nn.functional as F
 from torch import Tensor
 from PIL import Image
 from .colour import as_image_batch
-from .images import IMAGE_EXTENSIONS, _to_rgb, encode_image, load_image, pil_to_tensor
+from .images import IMAGE_EXTENSIONS, _to_rgb, encode_image, load_image, pil_to_tensor, to_uint8, write_atomic
 from .pairs import Pair, degrade
-from .protocol import SRModelBase
+from .protocol import SRModelBase, draw_samples, model_name, model_scale
 from .filters import _mirror_index
 
 # %% auto #0
-__all__ = ['SHIFT_METHODS', 'ModelOutputError', 'normalise_output', 'ModelCallError', 'CallableModel', 'HTTPModel',
-           'FolderSamples', 'fourier_shift', 'subpixel_shift', 'PerturbedModel', 'bicubic_upsample', 'BicubicUpscaler',
-           'bicubic_model', 'as_model']
+__all__ = ['PROGRAMMING_ERRORS', 'INPUT_KINDS', 'SHIFT_METHODS', 'ModelOutputError', 'normalise_output', 'ModelCallError',
+           'CallableModel', 'HTTPModel', 'FolderSamples', 'KeptSamples', 'fourier_shift', 'subpixel_shift',
+           'PerturbedModel', 'bicubic_upsample', 'BicubicUpscaler', 'bicubic_model', 'as_model']
 
 # %% ../nbs/12_models.ipynb #758191e0
 class ModelOutputError(ValueError):
@@ -84,6 +84,9 @@ def normalise_output(out,            # what the model returned (see the conventi
 class ModelCallError(RuntimeError):
     "A model call that failed on every attempt."
 
+PROGRAMMING_ERRORS = (AttributeError, TypeError, NameError, ImportError, SyntaxError, AssertionError, LookupError,
+                      NotImplementedError, ZeroDivisionError, RecursionError)  # the same call fails again: not retried
+
 def _takes_generator(fn)->bool:
     "Whether `fn` accepts a second positional argument (the generator)."
     target = fn.forward if isinstance(fn, torch.nn.Module) else fn
@@ -113,7 +116,7 @@ def _with_retries(attempt:Callable, retries:int, backoff:float, sleep:Callable, 
             sleep(backoff * 2 ** (k - 1))
             if state is not None: generator.set_state(state)
         try: return attempt()
-        except ModelOutputError: raise
+        except (ModelOutputError, *PROGRAMMING_ERRORS): raise
         except Exception as e:
             last = e
             if not retry_if(e): break
@@ -121,6 +124,13 @@ def _with_retries(attempt:Callable, retries:int, backoff:float, sleep:Callable, 
     raise ModelCallError(f"{what} failed after {n} attempt{'s' * (n > 1)}; last error: {type(last).__name__}: {last}") from last
 
 # %% ../nbs/12_models.ipynb #1cb4dbb5
+INPUT_KINDS = ('tensor', 'pil', 'numpy')
+
+def _per_image(lr:Tensor, kind:str)->list:
+    "The images of a batch as uint8 (H,W,3) arrays, or RGB PIL images."
+    arrays = [to_uint8(x) for x in lr]
+    return [Image.fromarray(a) for a in arrays] if kind == 'pil' else arrays
+
 class CallableModel(SRModelBase):
     "A Python function as an SR model: output normalised and validated, failed calls retried with backoff."
     def __init__(self,
@@ -132,7 +142,10 @@ class CallableModel(SRModelBase):
                  takes_generator:bool|None=None,  # whether fn takes the generator; None: read its signature
                  name:str|None=None,              # for messages
                  sleep:Callable=time.sleep,       # how to wait (tests pass a fake clock)
+                 inputs:str='tensor',             # what fn takes: 'tensor' (a (B,3,h,w) batch), 'pil' or 'numpy' (one image per call)
                 ):
+        if inputs not in INPUT_KINDS: raise ValueError(f"inputs must be one of {INPUT_KINDS}, not {inputs!r}")
+        self.inputs = inputs
         if int(scale) != scale or scale < 1: raise ValueError(f"scale must be a positive integer, not {scale}")
         self.fn, self.scale, self.retries, self.backoff, self.timeout, self.sleep = fn, int(scale), retries, backoff, timeout, sleep
         self.takes_generator = _takes_generator(fn) if takes_generator is None else takes_generator
@@ -142,7 +155,8 @@ class CallableModel(SRModelBase):
         lr = as_image_batch(lr, name='low-res input')
         def call():
             with torch.no_grad():   # grad mode is per thread: set it where fn runs
-                return self.fn(lr, generator) if self.takes_generator else self.fn(lr)
+                if self.inputs == 'tensor': return self.fn(lr, generator) if self.takes_generator else self.fn(lr)
+                return [self.fn(x, generator) if self.takes_generator else self.fn(x) for x in _per_image(lr, self.inputs)]
         attempt = lambda: _call_with_timeout(call, self.timeout)
         out = _with_retries(attempt, self.retries, self.backoff, self.sleep, f"model {self.name!r}", generator)
         return normalise_output(out, lr, self.scale, name=f"output of model {self.name!r}")
@@ -231,9 +245,12 @@ class FolderSamples(SRModelBase):
     "Pre-computed samples `samples/<id>/<k>.png` beside `ground_truth/<id>.png` (and optionally `lr/<id>.png`)."
     def __init__(self,
                  root:str|Path, # folder with ground_truth/ and samples/
-                 scale:int=4,   # SR factor (checked against lr/ files when present)
+                 scale:int|None=None, # SR factor (checked against lr/ files when present); None: model.json's, else 4
+                 name:str|None=None,  # the model that made the samples; None: model.json's, if the folder has one
                 ):
-        self.root, self.scale = Path(root).expanduser(), int(scale)
+        self.root = Path(root).expanduser()
+        info = json.loads((self.root / 'model.json').read_text()) if (self.root / 'model.json').is_file() else {}
+        self.scale, self.name = int(scale or info.get('scale', 4)), name or info.get('model')
         if not self.root.is_dir(): raise FileNotFoundError(f"sample folder not found: {self.root}")
         self._gt = _image_files(self.root / 'ground_truth')
         if not self._gt:
@@ -354,6 +371,87 @@ class FolderSamples(SRModelBase):
         "(B,3,H,W): the next stored sample of each image (see above)."
         return self.sample(lr, 1, generator)[0]
 
+# %% ../nbs/12_models.ipynb #25cef7bc
+def _safe_id(id:str)->str:
+    "An image id as one file name: path separators and characters file systems refuse become '_'."
+    return ''.join(c if c.isalnum() or c in '-_.#' else '_' for c in str(id)).strip('.') or 'image'
+
+def _write_float_tiff(path:Path, img:Tensor):
+    "A (3,H,W) image as a float32 RGB TIFF: read back bit for bit by `load_image`."
+    import tifffile
+    arr = np.ascontiguousarray(img.detach().cpu().float().permute(1, 2, 0).numpy())
+    write_atomic(path, lambda tmp: tifffile.imwrite(tmp, arr, photometric='rgb'))
+
+class KeptSamples(SRModelBase):
+    "Wrap a model so that every sample it draws is kept (in memory, or in a folder laid out for `FolderSamples`) and handed out again."
+    def __init__(self,
+                 model,                    # any SR model
+                 folder:str|Path|None=None, # None: keep in memory; else write ground_truth/, lr/, samples/<id>/<k>.tif there
+                ):
+        self.model, self.scale, self.name = model, model_scale(model), model_name(model)
+        self.folder = None if folder is None else Path(folder).expanduser()
+        self._ids, self._kept = {}, {}             # LR fingerprint -> id; id -> list of (3,H,W) samples (memory)
+        self._count = {}                            # id -> samples stored
+        self._used = weakref.WeakKeyDictionary()    # generator -> {id: samples handed out}
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.folder / 'model.json', json.dumps({'model': self.name, 'scale': self.scale}).encode())
+
+    def __repr__(self): return f"KeptSamples({self.name}, {'memory' if self.folder is None else str(self.folder)}, {len(self._count)} images)"
+
+    def expect(self, id:str, lr:Tensor, hr:Tensor|None=None)->str:
+        "Name the image `lr` (3,h,w) `id`; with a folder, write its LR and (if given) its ground truth there. Returns the file id."
+        fid = _safe_id(id)
+        taken = set(self._ids.values())
+        k, base = 1, fid
+        while fid in taken: k += 1; fid = f'{base}-{k}'
+        self._ids[_lr_key(lr)] = fid
+        if self.folder is not None:
+            _write_float_tiff(self.folder / 'lr' / f'{fid}.tif', lr)
+            if hr is not None: _write_float_tiff(self.folder / 'ground_truth' / f'{fid}.tif', hr)
+        return fid
+
+    def _id_of(self, lr_img:Tensor)->str:
+        key = _lr_key(lr_img)
+        if key not in self._ids: self.expect(f'image-{len(self._ids):05d}', lr_img)
+        return self._ids[key]
+
+    def kept(self, id:str)->Tensor:
+        "(m,3,H,W): the samples kept so far for image `id`."
+        n = self._count.get(id, 0)
+        if n == 0: raise KeyError(f"no samples kept for {id!r}")
+        if self.folder is None: return torch.stack(self._kept[id])
+        return torch.stack([load_image(self.folder / 'samples' / id / f'{k}.tif') for k in range(n)])
+
+    def _store(self, id:str, samples:Tensor):
+        start = self._count.get(id, 0)
+        for k, s in enumerate(samples):
+            if self.folder is None: self._kept.setdefault(id, []).append(s.detach().cpu().clone())
+            else: _write_float_tiff(self.folder / 'samples' / id / f'{start + k}.tif', s)
+        self._count[id] = start + len(samples)
+
+    def sample(self, lr:Tensor, n_samples:int, generator:torch.Generator|None=None)->Tensor:
+        "(M,B,3,H,W): for each image the next kept samples for this generator, drawing (and keeping) new ones when it runs out."
+        lr = as_image_batch(lr, name='low-res input')
+        ids = [self._id_of(x) for x in lr]
+        used = self._used.setdefault(generator, {}) if generator is not None else {}
+        start = {id: used.get(id, 0) for id in ids}
+        missing = max(start[id] + n_samples - self._count.get(id, 0) for id in ids)
+        if missing > 0:   # one draw for the whole batch, so that a batch draws as it would unwrapped
+            new = draw_samples(self.model, lr, missing, generator)
+            for b, id in enumerate(ids):
+                need = start[id] + n_samples - self._count.get(id, 0)
+                if need > 0: self._store(id, new[missing - need:, b])
+        out = []
+        for id in ids:
+            s = self.kept(id)[start[id]:start[id] + n_samples]
+            out.append(s)
+            if generator is not None: used[id] = start[id] + n_samples
+        return torch.stack(out, 1).to(lr)
+
+    def __call__(self, lr:Tensor, generator:torch.Generator|None=None)->Tensor:
+        return self.sample(lr, 1, generator)[0]
+
 # %% ../nbs/12_models.ipynb #0e3065d2
 def fourier_shift(x:Tensor,   # (B,C,H,W) float
                   dy:Tensor,  # (B,) shift down, in pixels (any real value)
@@ -428,6 +526,7 @@ class PerturbedModel(SRModelBase):
                  shift:float=0.5,         # shifts uniform in [-shift, shift] LR pixels, per axis (0: none)
                  flips:bool=True,         # random horizontal and vertical flips
                  shift_method:str='lanczos', # how sub-pixel shifts are made: see `subpixel_shift`
+                 keep_prediction:bool|None=None, # the prediction is fn's own unperturbed output; None: when fn is deterministic
                 ):
         scale = getattr(fn, 'scale', None) if scale is None else scale
         if scale is None: raise ValueError("PerturbedModel needs scale= for a function without a .scale")
@@ -435,6 +534,13 @@ class PerturbedModel(SRModelBase):
         if shift_method not in SHIFT_METHODS: raise ValueError(f"shift_method must be one of {SHIFT_METHODS}, not {shift_method!r}")
         self.scale, self.noise, self.shift, self.flips = int(scale), float(noise), float(shift), bool(flips)
         self.shift_method = shift_method
+        deterministic = getattr(fn, 'deterministic', not self.inner.takes_generator)
+        self.keep_prediction = bool(deterministic) if keep_prediction is None else bool(keep_prediction)
+
+    def prediction(self, lr:Tensor)->Tensor|None:
+        "The prediction $\\hat Y$: the wrapped model's own unperturbed output (None when `keep_prediction` is off: then the first sample)."
+        if not self.keep_prediction: return None
+        return self.inner(as_image_batch(lr, name='low-res input'))
 
     def __call__(self, lr:Tensor, generator:torch.Generator|None=None)->Tensor:
         lr = as_image_batch(lr, name='low-res input')
@@ -465,6 +571,7 @@ def bicubic_upsample(lr:Tensor,    # (B,3,h,w)
 
 class BicubicUpscaler(SRModelBase):
     "Bicubic upsampling (`align_corners=False`), clamped to [0,1]: the classical deterministic baseline."
+    deterministic = True
     def __init__(self, scale:int=4): self.scale = int(scale)
     def __call__(self, lr:Tensor, generator:torch.Generator|None=None)->Tensor:
         lr = as_image_batch(lr, name='low-res input')
@@ -478,6 +585,7 @@ def bicubic_model(scale:int=4)->BicubicUpscaler:
 # %% ../nbs/12_models.ipynb #a1ec51f2
 def as_model(obj,                # a model, a callable (fn(lr[, generator])), an nn.Module, or 'bicubic'
              scale:int|None=None, # SR factor; required for plain callables, checked against obj.scale otherwise
+             inputs:str='tensor', # what a plain callable takes: 'tensor' batches, or one 'pil' image / 'numpy' uint8 array per call
             ):
     "Turn what the user has into an `SRModel`."
     if isinstance(obj, str):
@@ -489,7 +597,7 @@ def as_model(obj,                # a model, a callable (fn(lr[, generator])), an
         if scale is not None and int(scale) != int(own):
             raise ValueError(f"model has scale {own} but scale={scale} was asked for")
         if isinstance(obj, torch.nn.Module) or not hasattr(obj, 'sample'):
-            return CallableModel(obj, own, retries=0)
+            return CallableModel(obj, own, retries=0, inputs=inputs)
         return obj
     if scale is None: raise ValueError(f"as_model needs scale= for a plain function ({getattr(obj, '__name__', obj)!r})")
-    return CallableModel(obj, scale)
+    return CallableModel(obj, scale, inputs=inputs)
