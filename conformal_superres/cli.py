@@ -8,18 +8,19 @@ import argparse, csv, json, sys, time
 from pathlib import Path
 import numpy as np
 import torch
-from .fidelity import FIDELITIES, fidelity_from_config
+from .fidelity import FIDELITIES, ChromaNeighbourhood, Neighbourhood, fidelity_from_config
 from .uncertainty import Uncertainty
 from .mask import ConformalMask, Prediction, summarise, read_calibration
 from .pairs import batched, make_pairs, split_pairs
 from .photos import bundled_photos
 from .images import encode_image, load_image
 from .datasets import image_folder
+from .tasks import SuperResolution, as_task
 
 # %% auto #0
-__all__ = ['TABLE_COLUMNS', 'DEMO_ALPHAS', 'MODEL_KEYS', 'write_table', 'plot_risk', 'overlay', 'evaluated_examples',
-           'plot_examples', 'build_model', 'build_fidelity', 'parse_alphas', 'run_demo', 'cmd_demo', 'cmd_calibrate',
-           'cmd_predict', 'cmd_evaluate', 'parser', 'main']
+__all__ = ['TABLE_COLUMNS', 'DEMO_ALPHAS', 'DEMO_SETTINGS', 'MODEL_KEYS', 'write_table', 'plot_risk', 'overlay',
+           'evaluated_examples', 'plot_examples', 'build_model', 'build_fidelity', 'parse_alphas', 'run_demo',
+           'cmd_demo', 'cmd_calibrate', 'cmd_predict', 'cmd_evaluate', 'parser', 'main']
 
 # %% ../nbs/23_cli.ipynb #5a4d707b
 TABLE_COLUMNS = ('alpha', 'n_images', 'fidelity_error', 'fidelity_error_se', 'mask_fraction',
@@ -83,13 +84,13 @@ def evaluated_examples(cm:ConformalMask, # calibrated
     return out
 
 def plot_examples(cm:ConformalMask, pairs:list, alpha:float, path:Path, n:int=4):
-    "For the first evaluated images (see `evaluated_examples`): low-res input, prediction, truth, sigma and the mask overlay at `alpha`."
+    "For the first evaluated images (see `evaluated_examples`): input (low-res, grey, ...), prediction, truth, sigma and the mask overlay at `alpha`."
     import matplotlib.pyplot as plt
     examples = evaluated_examples(cm, pairs, alpha, n)
     fig, axes = plt.subplots(len(examples), 5, figsize=(13, 2.7 * len(examples)), squeeze=False)
     for row, (lr, hr, p) in zip(axes, examples):
         ims = [lr.permute(1, 2, 0), p.prediction.permute(1, 2, 0), hr.permute(1, 2, 0), p.sigma, overlay(p.prediction, p.mask)]
-        titles = ['low-res input', 'generated (one sample)', 'truth', 'sigma (sample disagreement)',
+        titles = [getattr(getattr(cm, 'task', None), 'input_name', 'low-res input'), 'generated (one sample)', 'truth', 'sigma (sample disagreement)',
                   f'trusted at alpha={alpha:g}: {p.mask.double().mean():.0%}']
         for ax, im, t in zip(row, ims, titles):
             ax.imshow(im.cpu().numpy() if torch.is_tensor(im) else im, cmap='magma' if t.startswith('sigma') else None,
@@ -99,7 +100,7 @@ def plot_examples(cm:ConformalMask, pairs:list, alpha:float, path:Path, n:int=4)
     return path
 
 # %% ../nbs/23_cli.ipynb #ecdb85a8
-def build_model(name:str='embedded', # 'embedded', 'bicubic-perturbed' or 'sinsr'
+def build_model(name:str='embedded', # 'embedded', 'bicubic-perturbed', 'sinsr' or 'colorizer'
                 checkpoint=None, autoencoder=None, device:str='cpu'):
     "The model named on the command line."
     if name == 'embedded':
@@ -114,7 +115,10 @@ def build_model(name:str='embedded', # 'embedded', 'bicubic-perturbed' or 'sinsr
                              "(see the SinSR chapter of the docs for where to get them)")
         from conformal_superres.sinsr import SinSR
         return SinSR.from_checkpoints(checkpoint, autoencoder, device=device)
-    raise SystemExit(f"unknown model {name!r}; choose embedded, bicubic-perturbed or sinsr")
+    if name == 'colorizer':
+        from conformal_superres.colorizer import load_colorizer
+        return load_colorizer(device=device)
+    raise SystemExit(f"unknown model {name!r}; choose embedded, bicubic-perturbed, sinsr or colorizer")
 
 def build_fidelity(name:str, kernel:str|None):
     "A fidelity metric from its command-line name and kernel."
@@ -131,6 +135,12 @@ def parse_alphas(text:str)->list:
 
 # %% ../nbs/23_cli.ipynb #f7617c4b
 DEMO_ALPHAS = (0.02, 0.03, 0.04, 0.05, 0.06, 0.08)
+DEMO_SETTINGS = {   # per task: model, fidelity metric and the sizes that keep the demo within minutes on two cores
+    'super-resolution': dict(model='embedded', fidelity=lambda: Neighbourhood('box:5'), crop=96, crops_per_photo=10,
+                             n_samples=8, alphas=DEMO_ALPHAS, sample_batch=4),
+    'colorization': dict(model='colorizer', fidelity=lambda: ChromaNeighbourhood('box:5'), crop=64, crops_per_photo=8,
+                         n_samples=8, alphas=(0.04, 0.06, 0.08, 0.1, 0.12, 0.15), sample_batch=None),   # None: all M draws in one call (one encoding per image)
+}
 
 def _describe(config:dict)->str:
     "'neighbourhood (kernel box:5)' from a metric's `config()`."
@@ -138,44 +148,55 @@ def _describe(config:dict)->str:
     return f"{config.get('name', 'patch variance')}" + (f" ({rest})" if rest else '')
 
 def run_demo(out:Path|str='conformal-superres-report', # report folder
-             crop:int=96,              # HR crop side
-             crops_per_photo:int=10,   # crops cut from each held-out photo
+             crop:int|None=None,       # HR crop side (default: the task's, see `DEMO_SETTINGS`)
+             crops_per_photo:int|None=None, # crops cut from each held-out photo (default: the task's)
              n_calib:int|None=None,    # calibration crops (default: 3/4 of all)
-             n_samples:int=8,          # M
-             alphas=DEMO_ALPHAS,
+             n_samples:int|None=None,  # M (default: the task's)
+             alphas=None,              # default: the task's
              seed:int=0,
              photos=None,              # default: the bundled held-out photos
-             model=None,               # default: the embedded model
+             model=None,               # default: the task's model (the embedded SR model, the colorizer)
              progress:bool=True,
+             task:str='super-resolution', # 'super-resolution' or 'colorization'
             )->dict:
-    "Calibrate the embedded model on bundled photos, evaluate on held-out crops, write a report folder."
+    "Calibrate the package's model for `task` on bundled photos, evaluate on held-out crops, write a report folder."
     t0 = time.time(); out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    model = model if model is not None else build_model('embedded')
+    task = as_task(task)
+    if task.name not in DEMO_SETTINGS:
+        raise ValueError(f"the demo has no model for the task {task.name!r}; choose one of {sorted(DEMO_SETTINGS)}")
+    d = DEMO_SETTINGS[task.name]
+    crop, crops_per_photo = crop or d['crop'], crops_per_photo or d['crops_per_photo']
+    n_samples, alphas = n_samples or d['n_samples'], tuple(alphas or d['alphas'])
+    model = model if model is not None else build_model(d['model'])
     if photos is None: photos = bundled_photos(split='held_out')
-    pairs = make_pairs(photos, crop, crops_per_photo, seed=seed, progress=progress)
+    pairs = make_pairs(photos, crop, crops_per_photo, seed=seed, progress=progress, task=task)
     n_calib = n_calib or (3 * len(pairs)) // 4
     calib, test = split_pairs(pairs, n_calib, seed=seed, by_source=False)
-    cm = ConformalMask(model, uncertainty=Uncertainty(kernel='box:5'), n_samples=n_samples, seed=seed)
+    cm = ConformalMask(model, uncertainty=Uncertainty(kernel='box:5'), fidelity=d['fidelity'](), n_samples=n_samples,
+                       seed=seed, sample_batch=d['sample_batch'] or n_samples, task=task)
     cm.calibrate(batched(calib), alphas, progress=progress)
     cm.save(out / 'calibration.json')
     test_batches = batched(test)
     rows = cm.evaluate(test_batches, alphas, progress=progress)
     summary = summarise(rows)
     cfg = cm.config()
-    note = (f"{len(calib)} calibration and {len(test)} test crops of {crop}x{crop} px from {len(photos)} photos, "
+    metric = ("the L1 distance of the box-filtered Lab a/b channels (a/254, b/254), i.e. the neighbourhood metric on "
+              "colour alone" if isinstance(cfg['fidelity'], dict) and cfg['fidelity'].get('name') == 'chroma_neighbourhood'
+              else "the neighbourhood metric on normalised Lab")
+    note = (f"Task {task.name}: {len(calib)} calibration and {len(test)} test crops of {crop}x{crop} px from {len(photos)} photos, "
             f"model {cfg['model']}, M = {n_samples} samples, sigma = {_describe(cfg['uncertainty'])}, "
-            f"fidelity = {_describe(cfg['fidelity'])}, bound B = {cm.bound:g}. The guarantee: mean fidelity error inside "
-            "the mask <= alpha. The PSNR bound of Proposition 3.1 is not implied for this Lab metric.")
+            f"fidelity = {_describe(cfg['fidelity'])} ({metric}), bound B = {cm.bound:g}. The guarantee: mean fidelity "
+            "error inside the mask <= alpha. The PSNR bound of Proposition 3.1 is not implied for this Lab metric.")
     write_table(summary, out, note)
-    plot_risk(summary, out / 'risk.png', f"{cfg['model']}, test crops")
+    plot_risk(summary, out / 'risk.png', f"{cfg['model']} ({task.name}), test crops")
     plot_examples(cm, test_batches, alphas[len(alphas) // 2], out / 'examples.png')
     with open(out / 'evaluation.json', 'w') as f: json.dump(rows, f)
-    return dict(out=out, summary=summary, seconds=time.time() - t0, n_calib=len(calib), n_test=len(test))
+    return dict(out=out, summary=summary, seconds=time.time() - t0, n_calib=len(calib), n_test=len(test), task=task.name)
 
 # %% ../nbs/23_cli.ipynb #7cb21527
-def _pairs_from_folder(folder, crop, crops_per_image, seed, progress):
+def _pairs_from_folder(folder, crop, crops_per_image, seed, progress, task=None):
     photos = image_folder(folder)
-    return make_pairs(photos, crop, crops_per_image if crop else 1, seed=seed, progress=progress)
+    return make_pairs(photos, crop, crops_per_image if crop else 1, seed=seed, progress=progress, task=task)
 
 def _add_pipeline_args(p):
     p.add_argument('--model', default='embedded', help='embedded (default), bicubic-perturbed or sinsr')
@@ -185,7 +206,8 @@ def _add_pipeline_args(p):
 
 def cmd_demo(args):
     r = run_demo(args.out, crop=args.crop, crops_per_photo=args.crops_per_photo, n_samples=args.n_samples,
-                 alphas=parse_alphas(args.alphas), seed=args.seed, progress=not args.quiet)
+                 alphas=parse_alphas(args.alphas) if args.alphas else None, seed=args.seed, progress=not args.quiet,
+                 task=args.task)
     print((Path(r['out']) / 'table.md').read_text())
     print(f"{r['n_calib']} calibration / {r['n_test']} test crops; report in {r['out']} ({r['seconds']:.0f} s)")
 
@@ -206,7 +228,8 @@ def cmd_calibrate(args):
     for a, r in th.items(): print(f"alpha={a:g}  limit r*={r:.6g} (mask: sigma < r*)")
     print(f"calibrated on {cm.n} images; written to {args.out}")
 
-MODEL_KEYS = {'EmbeddedSR': 'embedded', 'PerturbedModel': 'bicubic-perturbed', 'SinSR': 'sinsr', 'FolderSamples': 'samples'}
+MODEL_KEYS = {'EmbeddedSR': 'embedded', 'PerturbedModel': 'bicubic-perturbed', 'SinSR': 'sinsr', 'FolderSamples': 'samples',
+              'Colorizer': 'colorizer'}
 
 def _load_mask(args):
     "The calibrated `ConformalMask` of `--calibration`, with the model it was calibrated for (or `--model`)."
@@ -237,7 +260,7 @@ def cmd_predict(args):
 def cmd_evaluate(args):
     cm = _load_mask(args)
     alphas = parse_alphas(args.alphas) if args.alphas else sorted(cm.limits)
-    pairs = batched(_pairs_from_folder(args.data, args.crop, args.crops_per_image, args.seed, not args.quiet))
+    pairs = batched(_pairs_from_folder(args.data, args.crop, args.crops_per_image, args.seed, not args.quiet, cm.task))
     rows = cm.evaluate(pairs, alphas, progress=not args.quiet)
     summary = summarise(rows)
     out = Path(args.out)
@@ -253,9 +276,11 @@ def parser()->argparse.ArgumentParser:
                                 'for generative super-resolution.')
     sub = p.add_subparsers(dest='command', required=True)
     d = sub.add_parser('demo', help='calibrate the embedded model on bundled photos and write a report')
-    d.add_argument('--out', default='conformal-superres-report'); d.add_argument('--crop', type=int, default=96)
-    d.add_argument('--crops-per-photo', type=int, default=10); d.add_argument('--n-samples', '-M', type=int, default=8)
-    d.add_argument('--alphas', default=','.join(map(str, DEMO_ALPHAS))); d.add_argument('--seed', type=int, default=0)
+    d.add_argument('--task', default='super-resolution', choices=sorted(DEMO_SETTINGS),
+                   help='super-resolution (the embedded x4 model, default) or colorization (the package colorizer)')
+    d.add_argument('--out', default='conformal-superres-report'); d.add_argument('--crop', type=int, help='crop side (default: the task\'s)')
+    d.add_argument('--crops-per-photo', type=int); d.add_argument('--n-samples', '-M', type=int)
+    d.add_argument('--alphas', help='comma-separated levels (default: the task\'s)'); d.add_argument('--seed', type=int, default=0)
     d.add_argument('--quiet', action='store_true'); d.set_defaults(fn=cmd_demo)
     c = sub.add_parser('calibrate', help='calibrate a model on a folder of high-resolution images')
     _add_pipeline_args(c)

@@ -12,7 +12,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 from .colour import lab_to_rgb, rgb_to_lab
-from .data import bundled_photos, make_pairs, random_crops
+from .photos import bundled_photos
+from .pairs import make_pairs, random_crops
 from .embedded import ResBlock, photo_pyramid, time_embedding
 from .fidelity import Neighbourhood
 from .uncertainty import Uncertainty
@@ -361,8 +362,8 @@ def ab_distance(y:Tensor,    # (B,3,H,W) true colour images in [0,1]
 def held_out_crops(n_per_photo:int=5,   # crops per held-out photo
                    crop_size:int=128,   # crop side
                    seed:int=0,          # crop positions depend on (seed, photo id): the crops of `embedded.held_out_pairs`
-                   family=None,         # only these photo families (see `data.PHOTO_FAMILIES`); None: all
-                  )->list[Tensor]:      # (3,crop_size,crop_size) colour crops of the photos of `data.HELD_OUT_PHOTO_IDS`
+                   family=None,         # only these photo families (see `photos.PHOTO_FAMILIES`); None: all
+                  )->list[Tensor]:      # (3,crop_size,crop_size) colour crops of the photos of `photos.HELD_OUT_PHOTO_IDS`
     "Colour crops of the held-out photos (never used in training): the ground truth of colorization."
     return [p.hr for p in make_pairs(bundled_photos(family, split='held_out'), crop_size, n_per_photo, seed=seed)]
 
