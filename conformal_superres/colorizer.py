@@ -180,6 +180,7 @@ WEIGHTS_PATH = Path(str(importlib.resources.files('conformal_superres'))) / 'wei
 class Colorizer:
     "The package's stochastic colorizer: `model(gray, generator)` gives one colour sample per image, `model.sample(gray, M, generator)` M of them."
     scale = 1   # outputs have the input's size
+    task = 'colorization'   # what `ConformalMask` calibrates it for (see `conformal_superres.tasks`)
     def __init__(self,
                  net:ColorFlowNet,      # trained network
                  steps:int=8,           # Euler steps K per sample

@@ -117,6 +117,7 @@ def _colorizer_or_skip():
 def test_colorization_demo_small(tmp_path):
     "The colorization demo on a small configuration: the report, its metric, and the mean error in the mask under every alpha."
     model = _colorizer_or_skip()
+    assert ConformalMask(model, n_samples=2).task == Colorization()   # the colorizer says which task it does
     photos = bundled_photos('skimage', split='held_out')[:6]
     alphas = (0.08, 0.12, 0.2)
     r = run_demo(tmp_path, crop=32, crops_per_photo=8, n_samples=4, alphas=alphas, photos=photos, model=model,
