@@ -124,7 +124,7 @@ def build_fidelity(name:str, kernel:str|None):
     "A fidelity metric from its command-line name and kernel."
     if name not in FIDELITIES or name == 'semantic':
         raise SystemExit(f"unknown fidelity {name!r}; choose one of {sorted(k for k in FIDELITIES if k != 'semantic')}")
-    return fidelity_from_config({'name': name, **({'kernel': kernel} if kernel and name in ('neighbourhood', 'smoothed_error') else {})})
+    return fidelity_from_config({'name': name, **({'kernel': kernel} if kernel and name in ('neighbourhood', 'smoothed_error', 'chroma_neighbourhood') else {})})
 
 def parse_alphas(text:str)->list:
     "'0.05,0.1,0.2' -> [0.05, 0.1, 0.2] (the range is checked by the calibration, against the metric's bound)."
@@ -199,7 +199,7 @@ def _pairs_from_folder(folder, crop, crops_per_image, seed, progress, task=None)
     return make_pairs(photos, crop, crops_per_image if crop else 1, seed=seed, progress=progress, task=task)
 
 def _add_pipeline_args(p):
-    p.add_argument('--model', default='embedded', help='embedded (default), bicubic-perturbed or sinsr')
+    p.add_argument('--model', default='embedded', help='embedded (default), bicubic-perturbed, sinsr or colorizer')
     p.add_argument('--checkpoint', help='SinSR UNet checkpoint (with --model sinsr)')
     p.add_argument('--autoencoder', help='SinSR VQ-f4 autoencoder checkpoint (with --model sinsr)')
     p.add_argument('--device', default='cpu')
@@ -222,7 +222,7 @@ def cmd_calibrate(args):
     unc = Uncertainty(kernel=args.uncertainty_kernel, smoothing=args.smoothing, clip_quantile=args.clip_quantile)
     cm = ConformalMask(model, uncertainty=unc, fidelity=build_fidelity(args.fidelity, args.fidelity_kernel),
                        n_samples=args.n_samples, seed=args.seed)
-    pairs = list(model.pairs()) if args.samples else _pairs_from_folder(args.data, args.crop, args.crops_per_image, args.seed, not args.quiet)
+    pairs = list(model.pairs()) if args.samples else _pairs_from_folder(args.data, args.crop, args.crops_per_image, args.seed, not args.quiet, cm.task)
     th = cm.calibrate(batched(pairs), alphas, progress=not args.quiet)
     cm.save(args.out)
     for a, r in th.items(): print(f"alpha={a:g}  limit r*={r:.6g} (mask: sigma < r*)")

@@ -131,3 +131,21 @@ def test_colorization_demo_small(tmp_path):
     assert cal['config']['task'] == {'name': 'colorization'} and cal['config']['fidelity']['name'] == 'chroma_neighbourhood'
     for row in r['summary']:
         assert row['fidelity_error'] <= row['alpha'], row
+
+
+def test_cli_calibrate_and_evaluate_the_colorizer(tmp_path):
+    "calibrate --model colorizer makes grey inputs from the folder's images; evaluate rebuilds the model and the task from the file."
+    _colorizer_or_skip()
+    from PIL import Image
+    from skimage import data as skdata
+    from conformal_superres.cli import main
+    folder = tmp_path / 'photos'; folder.mkdir()
+    Image.fromarray(skdata.astronaut()[:96, :96]).save(folder / 'a.png')
+    Image.fromarray(skdata.chelsea()[:96, :96]).save(folder / 'b.png')
+    cal = tmp_path / 'cal.json'
+    main(['calibrate', '--model', 'colorizer', '--data', str(folder), '--crop', '32', '--crops-per-image', '4', '-M', '2',
+          '--alphas', '0.5', '--fidelity', 'chroma_neighbourhood', '--fidelity-kernel', 'box:3', '--out', str(cal), '--quiet'])
+    cfg = json.loads(cal.read_text())['config']
+    assert cfg['task'] == {'name': 'colorization'} and cfg['fidelity'] == {'name': 'chroma_neighbourhood', 'kernel': 'box:3'}
+    main(['evaluate', '--calibration', str(cal), '--data', str(folder), '--crop', '32', '--out', str(tmp_path / 'ev'), '--quiet'])
+    assert (tmp_path / 'ev' / 'table.md').exists()
