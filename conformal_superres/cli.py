@@ -15,7 +15,9 @@ from .pairs import batched, make_pairs, split_pairs
 from .photos import bundled_photos
 from .images import encode_image, load_image
 from .datasets import image_folder
+from .experiment_cli import add_experiment_parser
 from .tasks import SuperResolution, as_task
+
 
 # %% auto #0
 __all__ = ['TABLE_COLUMNS', 'DEMO_ALPHAS', 'DEMO_SETTINGS', 'MODEL_KEYS', 'write_table', 'plot_risk', 'overlay',
@@ -211,6 +213,19 @@ def cmd_demo(args):
     print((Path(r['out']) / 'table.md').read_text())
     print(f"{r['n_calib']} calibration / {r['n_test']} test crops; report in {r['out']} ({r['seconds']:.0f} s)")
 
+def _keyed_items(args, model, scale:int)->dict:
+    "Calibration items keyed by image id for the scale engines: whole files read lazily, or crops keyed '<photo>/<k>'."
+    from conformal_superres.scale import folder_items
+    if args.samples: return {f'{p.source_id}/{k}': p for k, p in enumerate(model.pairs())}
+    if not args.data: raise SystemExit("calibrate needs --data FOLDER (high-resolution images) or --samples FOLDER")
+    if not args.crop: return folder_items(args.data, scale)
+    pairs, count = _pairs_from_folder(args.data, args.crop, args.crops_per_image, args.seed, not args.quiet), {}
+    out = {}
+    for p in pairs:
+        k = count[p.source_id] = count.get(p.source_id, -1) + 1
+        out[f'{p.source_id}/{k}'] = p
+    return out
+
 def cmd_calibrate(args):
     alphas = parse_alphas(args.alphas)
     if args.samples:
@@ -222,8 +237,15 @@ def cmd_calibrate(args):
     unc = Uncertainty(kernel=args.uncertainty_kernel, smoothing=args.smoothing, clip_quantile=args.clip_quantile)
     cm = ConformalMask(model, uncertainty=unc, fidelity=build_fidelity(args.fidelity, args.fidelity_kernel),
                        n_samples=args.n_samples, seed=args.seed)
-    pairs = list(model.pairs()) if args.samples else _pairs_from_folder(args.data, args.crop, args.crops_per_image, args.seed, not args.quiet, cm.task)
-    th = cm.calibrate(batched(pairs), alphas, progress=not args.quiet)
+    if args.engine or args.store:   # images keyed by id, read one at a time where they are computed; resumable
+        if not isinstance(cm.task, SuperResolution):
+            raise SystemExit(f"--engine and --store calibrate super-resolution models; for the task {cm.task.name!r} "
+                             "calibrate without them")
+        th = cm.calibrate(_keyed_items(args, model, cm.scale), alphas, progress=not args.quiet, engine=args.engine or 'local',
+                          workers=args.workers, store=args.store, address=args.address, band_rows=args.band_rows)
+    else:
+        pairs = list(model.pairs()) if args.samples else _pairs_from_folder(args.data, args.crop, args.crops_per_image, args.seed, not args.quiet, cm.task)
+        th = cm.calibrate(batched(pairs), alphas, progress=not args.quiet)
     cm.save(args.out)
     for a, r in th.items(): print(f"alpha={a:g}  limit r*={r:.6g} (mask: sigma < r*)")
     print(f"calibrated on {cm.n} images; written to {args.out}")
@@ -293,6 +315,11 @@ def parser()->argparse.ArgumentParser:
     c.add_argument('--crop', type=int, default=128, help='HR crop side (0: whole images)')
     c.add_argument('--crops-per-image', type=int, default=4); c.add_argument('--seed', type=int, default=0)
     c.add_argument('--out', default='calibration.json'); c.add_argument('--quiet', action='store_true')
+    c.add_argument('--engine', choices=('local', 'ray'), help='per-image records with a resumable store; ray: on Ray workers')
+    c.add_argument('--workers', type=int, default=1, help='Ray workers (one GPU each where the cluster has GPUs)')
+    c.add_argument('--address', help="Ray cluster address (e.g. auto or ray://head:10001); default: a local one for the run")
+    c.add_argument('--store', help='record-store folder: a stopped run resumes from it (implies --engine local)')
+    c.add_argument('--band-rows', type=int, help='compute sigma and D in bands of this many rows (bounded memory for 4K)')
     c.set_defaults(fn=cmd_calibrate)
     q = sub.add_parser('predict', help='predict trusted-pixel masks for low-resolution images')
     _add_pipeline_args(q); q.set_defaults(model=None)
@@ -304,6 +331,7 @@ def parser()->argparse.ArgumentParser:
     e.add_argument('--alphas'); e.add_argument('--crop', type=int, default=128); e.add_argument('--crops-per-image', type=int, default=4)
     e.add_argument('--seed', type=int, default=1); e.add_argument('--out', default='evaluation'); e.add_argument('--quiet', action='store_true')
     e.set_defaults(fn=cmd_evaluate)
+    add_experiment_parser(sub)
     return p
 
 def main(argv=None):

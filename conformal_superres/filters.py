@@ -7,10 +7,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 import torch
-import numba
-import numpy as np
+from scipy import ndimage
 from torch import Tensor
-from ._kernels import _run_tasks, _band_elements, _jit, _launch, _use_numba
+from ._kernels import _run_tasks, _band_elements, _use_numba
 
 # %% auto #0
 __all__ = ['KERNEL_KINDS', 'Kernel', 'reflect_pad', 'box_filter', 'gaussian_weights', 'gaussian_filter', 'lowpass']
@@ -130,47 +129,15 @@ def _box_sums_(x:Tensor, k:int, scale:float, dim:int):
     if n > 1: torch.sub(c.narrow(dim, k, n - 1), c.narrow(dim, 0, n - 1), out=x.narrow(dim, 1, n - 1))
     if scale != 1: x.mul_(scale)
 
-@_jit(parallel=True)
-def _box_rows_cpu(src, dst, idx, k, scale):
-    "dst[h, w] = scale * (sum of src[h, idx[w + j]] for j < k): windows of width k along the rows; idx: mirrored columns."
-    H, W = src.shape
-    for h in numba.prange(H):
-        row, out = src[h], dst[h]
-        s = 0.0
-        for j in range(k): s += row[idx[j]]
-        out[0] = s * scale
-        for w in range(1, W):
-            s += row[idx[w + k - 1]] - row[idx[w - 1]]
-            out[w] = s * scale
-
-@_jit(parallel=True)
-def _box_cols_cpu(src, dst, idx, k, scale, block):
-    "dst[h, c] = scale * (sum of src[idx[h + j], c] for j < k): windows of height k down the columns; idx: mirrored rows."
-    H, W = src.shape
-    for b in numba.prange((W + block - 1) // block):
-        c0 = b * block
-        n = min(W, c0 + block) - c0
-        acc = np.zeros(n)
-        for j in range(k):
-            row = src[idx[j]]
-            for c in range(n): acc[c] += row[c0 + c]
-        out = dst[0]
-        for c in range(n): out[c0 + c] = acc[c] * scale
-        for h in range(1, H):
-            add, sub, out = src[idx[h + k - 1]], src[idx[h - 1]], dst[h]
-            for c in range(n):
-                acc[c] += add[c0 + c] - sub[c0 + c]
-                out[c0 + c] = acc[c] * scale
-
 def _box_maps_cpu_(maps, k:int, s:float, work:Tensor|None):
-    "The compiled box filter of CPU maps (one shape and dtype), in place, through one scratch map."
-    H, W = maps[0].shape; r = k // 2
-    tmp = _work(work, (H, W), maps[0]).numpy()
-    cols, rows = _mirror_index(W, r, r).numpy(), _mirror_index(H, r, r).numpy()
-    block = max(64, -(-W // (4 * torch.get_num_threads())))   # a few blocks per thread for balance, each a few KB
+    "The box filter of CPU maps (one shape and dtype), in place: scipy.ndimage's running means along each axis, mirror edges."
+    tmp = _work(work, tuple(maps[0].shape), maps[0]).numpy()
+    scale = (s * k) ** 2                                   # uniform_filter1d gives means (s = 1/k); sums when s = 1
     for m in maps:
-        _launch(_box_rows_cpu, m.numpy(), tmp, cols, k, s)
-        _launch(_box_cols_cpu, tmp, m.numpy(), rows, k, s, block)
+        a = m.numpy()
+        ndimage.uniform_filter1d(a, k, axis=1, mode='mirror', output=tmp)   # sums accumulated in double by scipy
+        ndimage.uniform_filter1d(tmp, k, axis=0, mode='mirror', output=a)
+        if scale != 1: a *= scale
 
 def _box_maps_(maps, k:int, work:Tensor|None=None, normalise:bool=True):
     "k x k box means (or sums, `normalise=False`) of the (H, W) maps (one shape and dtype), in place; `work`: optional flat scratch."
@@ -197,7 +164,9 @@ def box_filter(x:Tensor, # (..., H, W) floating tensor, any device
     _check_image(x, 'box_filter')
     k = Kernel('box', k).size
     if k == 1: return x.clone()
-    return _filter_copy(x, lambda maps: _box_maps_(maps, k), _accumulation_dtype(x))
+    # on the CPU scipy accumulates in double whatever the dtype: float32 maps are filtered as they are
+    cpu = _use_numba(x.device) and x.dtype in (torch.float32, torch.float64)
+    return _filter_copy(x, lambda maps: _box_maps_(maps, k), x.dtype if cpu else _accumulation_dtype(x))
 
 # %% ../nbs/02_filters.ipynb #85006869
 _DIRECT_MAX_RADIUS = 8

@@ -173,11 +173,19 @@ def calibrate(self:ConformalMask,
               pairs,               # iterable of (lr, hr) or (lr, hr, semantic_map); each (3,h,w) or a batch
               alphas=(0.1,),       # risk level(s) $\alpha$ to calibrate; more can be read off later with `limit`
               progress:bool=True,  # show a tqdm progress bar
+              engine:str|None=None, # None: this loop; 'local' or 'ray': `conformal_superres.scale` (record store, resumable)
+              workers:int=1,       # Ray workers (engine='ray')
+              store=None,          # record-store folder: a stopped run resumes from it (engine 'local' or 'ray')
+              **scale_options,     # more options of `conformal_superres.scale.calibrator_at_scale` (address, band_rows, ...)
              )->dict:              # {alpha: r*}
     "Calibrate the limit $r^*$ on calibration pairs (Theorem 2.1), streaming image by image."
-    cal = Calibrator(bound=self.bound)
-    for hr, pred, sigma, fid in _scored(self, pairs, 'calibrating', progress):
-        for b in range(sigma.shape[0]): cal.add(sigma[b], fid[b])
+    if engine is not None or store is not None:
+        from .scale import calibrator_at_scale   # imported here: scale builds on this module
+        cal = calibrator_at_scale(self, pairs, store=store, engine=engine or 'local', workers=workers, progress=progress, **scale_options)
+    else:
+        cal = Calibrator(bound=self.bound)
+        for hr, pred, sigma, fid in _scored(self, pairs, 'calibrating', progress):
+            for b in range(sigma.shape[0]): cal.add(sigma[b], fid[b])
     if cal.n == 0: raise ValueError("the calibration set is empty: pass at least one (lr, hr) pair")
     self.calibrator, self._n, self.limits = cal, cal.n, {}
     for a in np.atleast_1d(alphas): self.limit(float(a))

@@ -1,7 +1,7 @@
 """Statistical and exactness tests of `conformal_superres.calibration`.
 
 Every test draws fresh random inputs; the seed is part of each failure message, so a failure can be
-replayed with `SEED=<seed> pytest tests/test_calibration.py`.
+replayed with `CONFORMAL_SUPERRES_SEED=<seed> pytest tests/test_calibration.py`.
 """
 import json, math, os, warnings
 import numpy as np
@@ -12,13 +12,10 @@ from fractions import Fraction
 from conformal_superres.calibration import (Calibrator, Records, brute_force_threshold, calibrate_threshold,
                                             largest_below, limit_mask, loss_records, mask_loss)
 
-SEED = int(os.environ.get('SEED', np.random.SeedSequence().entropy % 2**32))
+from conftest import SEED   # CONFORMAL_SUPERRES_SEED, or fresh: printed with every test
 Z = 4.5   # one-sided tolerance in standard errors: P(Z > 4.5) = 3.4e-6 per comparison, 6 comparisons: < 1e-4 per run
 
 
-@pytest.fixture(autouse=True)
-def _report_seed():
-    print(f"SEED={SEED} (replay with SEED={SEED} pytest tests/test_calibration.py)")
 
 
 def rng_for(name):

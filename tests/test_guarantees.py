@@ -23,7 +23,7 @@ Z = 4.5  # tolerance in standard errors
 @pytest.fixture
 def seed():
     "The run's seed: CONFORMAL_SUPERRES_SEED if set, else fresh; printed so that a failure can be replayed."
-    s = int(os.environ.get('CONFORMAL_SUPERRES_SEED', np.random.SeedSequence().entropy % 2**32))
+    from conftest import SEED as s
     print(f"seed {s} (replay with CONFORMAL_SUPERRES_SEED={s})")
     return s
 

@@ -1,14 +1,16 @@
 """Tests of conformal_superres.sinsr: the state dict against the reference key list, checkpoint loading, and the sampler
 (tiny networks, CPU). Randomised tests draw a fresh seed and name it in their assert messages (and print it: pytest
 shows the output of a failing test); `SINSR_TEST_SEED=<seed> pytest tests/test_sinsr.py` reruns them with that seed."""
-import math, os, random
+import copy, math, os, random
 from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from conformal_superres.sinsr import (SinSR, ResShiftUNet, VQAutoencoder, read_reference_keys, derived_buffers,
-                                      load_weights, one_step_constants, resshift_etas, shifted_window_mask, tile_spans)
+from torch.utils._python_dispatch import TorchDispatchMode
+from conformal_superres.sinsr import (SinSR, ResShiftUNet, VQAutoencoder, WindowAttention, PRECISIONS, read_reference_keys,
+                                      derived_buffers, load_weights, one_step_constants, resshift_etas, shifted_window_mask,
+                                      tile_spans, set_precision, default_precision, _blend_tiles, _run_tiled)
 from conformal_superres.uncertainty import Uncertainty
 
 REFERENCE = Path(__file__).resolve().parent / 'data' / 'sinsr_state_dict_keys.txt'   # key names and shapes (facts)
@@ -222,3 +224,110 @@ def test_bad_tiling_options_are_refused():
     unet, ae = ResShiftUNet.tiny(), VQAutoencoder.tiny()
     with pytest.raises(ValueError, match='multiple of 16'): SinSR(unet, ae, tile=40)
     with pytest.raises(ValueError, match='smaller than their tiles'): SinSR(unet, ae, tile=32, overlap=32)
+
+# --- precision, chunking, throughput ------------------------------------------------------------
+
+PRECISION_TOLERANCE = {'official': 0.02, 'bf16': 0.15}   # relative error against fp32, tiny random networks (see the notebook)
+
+@pytest.mark.parametrize('precision', ['official', 'bf16'])
+def test_precision_modes_stay_close_to_float32(precision):
+    seed = fresh_seed()
+    u32, a32 = ResShiftUNet.tiny(), VQAutoencoder.tiny()
+    u, a = set_precision(copy.deepcopy(u32), copy.deepcopy(a32), precision)
+    half = PRECISIONS[precision]
+    for n, p in u.named_parameters():
+        kept = n.startswith(('time_embed.', 'out.')) or isinstance(u.get_submodule(n.rsplit('.', 1)[0]), nn.GroupNorm)
+        assert p.dtype == (torch.float32 if kept else half), (n, p.dtype)
+    for n, p in a.named_parameters():
+        kept = precision == 'bf16' and isinstance(a.get_submodule(n.rsplit('.', 1)[0]), nn.GroupNorm)
+        assert p.dtype == (torch.float32 if kept else half), (n, p.dtype)
+    z, lq, t = torch.randn(2, 3, 32, 32), torch.rand(2, 3, 32, 32) * 2 - 1, torch.full((2,), 14)
+    img, lat = torch.rand(2, 3, 64, 64) * 2 - 1, torch.randn(2, 3, 16, 16)
+    rel = lambda x, ref: ((x.float() - ref).norm() / ref.norm()).item()
+    with torch.no_grad():
+        errs = {'unet': rel(u(z, t, lq), u32(z, t, lq)), 'encoder': rel(a.encode(img), a32.encode(img)),
+                'decoder': rel(a.decoder(a.post_quant_conv(lat.to(half))), a32.decoder(a32.post_quant_conv(lat)))}
+    assert max(errs.values()) < PRECISION_TOLERANCE[precision], (errs, seed)
+    sr32 = SinSR(u32, a32, tile=64, overlap=16, ae_tile=64, ae_overlap=8)
+    srh = SinSR(u, a, tile=64, overlap=16, ae_tile=64, ae_overlap=8)
+    lr = torch.rand(1, 3, 16, 16)
+    ref = sr32.sample(lr, 4, torch.Generator().manual_seed(seed))
+    other_draws = (sr32.sample(lr, 4, torch.Generator().manual_seed(seed + 1)) - ref).abs().mean()
+    s = srh.sample(lr, 4, torch.Generator().manual_seed(seed))
+    assert s.dtype == torch.float32 and (s - ref).abs().mean() < 0.5 * other_draws, ((s - ref).abs().mean(), other_draws, seed)
+
+def test_precision_defaults_and_errors():
+    assert default_precision('cpu') == 'fp32' and default_precision('cuda') == 'official'
+    assert SinSR.with_random_weights(tiny=True).precision == 'fp32'
+    with pytest.raises(ValueError, match="is not one of 'fp32', 'official', 'bf16'"):
+        SinSR.with_random_weights(tiny=True, precision='half')
+
+def test_autoencoder_runs_whole_tiles_up_to_512():
+    seed = fresh_seed()
+    sr = SinSR(LocalNet(), VQAutoencoder.tiny(), tile=64, overlap=16)      # default ae_tile=512, ae_overlap=64
+    for shape in ((2, 3, 512, 12), (1, 3, 12, 512), (1, 3, 100, 36)):
+        x = torch.rand(*shape) * 2 - 1
+        z = torch.randn(*shape)
+        with torch.no_grad():
+            assert torch.equal(sr._encode(x), sr.autoencoder.encode(F.interpolate(x, scale_factor=4, mode='bicubic'))), (shape, seed)
+            assert torch.equal(sr._decode(z), sr.autoencoder.decode(z).clamp(-1, 1)), (shape, seed)
+    assert len(tile_spans(513, sr.ae_tile, sr.ae_overlap)) == 2
+
+def test_batched_tiles_give_the_tile_by_tile_blend():
+    seed = fresh_seed()
+    field = torch.randn(3, 2, 40, 56)
+    f = lambda t: F.interpolate(t, scale_factor=2) * 3 - 1
+    ref = _blend_tiles(lambda r0, r1, c0, c1: f(field[..., r0:r1, c0:c1]), (40, 56), 16, 6, 2)
+    for mb in (1, 2, 5, 1000):
+        assert torch.equal(_run_tiled(f, [(field, 1)], (40, 56), 16, 6, 2, max_batch=mb), ref), (mb, seed)
+
+def test_samples_do_not_depend_on_batching_or_memory_format():
+    """Each stage (encoding, clean latents, decoding of the same latents) agrees to rounding across max_batch and
+    channels_last. (Whole samples are not compared: one rounding difference can flip a codebook entry, and the
+    decoder's attention spreads that flip over its whole chunk.)"""
+    seed = fresh_seed()
+    kw = dict(tile=32, overlap=8, ae_tile=16, ae_overlap=4)
+    base = tiny(seed, max_batch=3, **kw)
+    x = base._prepare(torch.rand(2, 3, 24, 40))
+    with torch.no_grad():
+        z = base._encode(x)
+        eps = base._noise(3, z.shape, torch.Generator().manual_seed(seed))
+        lat = base._denoise(z, x, eps)
+        img = base._decode(lat)
+        others = [SinSR(base.unet, base.autoencoder, max_batch=mb, **kw) for mb in (1, 7)]
+        others.append(SinSR(copy.deepcopy(base.unet), copy.deepcopy(base.autoencoder), max_batch=3, channels_last=True, **kw))
+        for o in others:
+            for got, ref in ((o._encode(x), z), (o._denoise(z, x, eps), lat), (o._decode(lat), img)):
+                torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4,
+                                           msg=lambda m: f"{m} (max_batch {o.max_batch}, channels_last {o.channels_last}, seed {seed})")
+
+class HostReads(TorchDispatchMode):
+    "Records the operations that make the host wait for a tensor's value."
+    SYNCING = {'aten::_local_scalar_dense', 'aten::nonzero', 'aten::masked_select', 'aten::_unique2',
+               'aten::unique_consecutive', 'aten::unique_dim', 'aten::equal', 'aten::is_nonzero'}
+    def __init__(self): super().__init__(); self.seen = []
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func._schema.name in self.SYNCING: self.seen.append(func._schema.name)
+        return func(*args, **(kwargs or {}))
+
+def test_sampling_loop_reads_no_tensor_values_on_the_host():
+    seed = fresh_seed()
+    with HostReads() as probe: torch.ones(3).max().item()
+    assert probe.seen == ['aten::_local_scalar_dense']
+    sr = tiny(seed, tile=32, overlap=8, ae_tile=16, ae_overlap=4, max_batch=3)
+    x = sr._prepare(torch.rand(2, 3, 24, 40))
+    with torch.no_grad(), HostReads() as probe:
+        y = sr._sample_draws(sr._encode(x), x, 3, torch.Generator().manual_seed(seed))
+    assert probe.seen == [] and y.shape == (6, 3, 128, 192), (probe.seen, y.shape, seed)
+
+@pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_window_attention_equals_explicit_softmax(dtype, tol):
+    seed = fresh_seed()
+    att = WindowAttention(32, 4, 2).to(dtype)
+    x = torch.randn(3, 6, 16, 32, dtype=dtype)
+    mask = shifted_window_mask(8, 12, 4, 2).to(dtype)
+    q, k, v = att.qkv(x).view(3, 6, 16, 3, 2, 16).permute(3, 0, 1, 4, 2, 5)
+    for m in (None, mask):
+        logits = q @ k.transpose(-1, -2) / 4 + att.bias()[None, None] + (0 if m is None else m[None, :, None])
+        ref = att.proj((logits.softmax(-1) @ v).transpose(2, 3).reshape(3, 6, 16, 32))
+        with torch.no_grad(): torch.testing.assert_close(att(x, m), ref, rtol=tol, atol=tol, msg=lambda s: f"{s} (seed {seed})")

@@ -1,0 +1,71 @@
+"Tests of tools/fix_notebooks.py and tools/run_notebooks.py on small notebooks written here."
+import importlib.util, json, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / 'tools' / f'{name}.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+fix = _tool('fix_notebooks')
+run = _tool('run_notebooks')
+
+def cell(kind, source, outputs=None):
+    c = {'cell_type': kind, 'id': f'{abs(hash(source)) % 16**8:08x}', 'metadata': {}, 'source': source}
+    if kind == 'code': c.update(execution_count=None, outputs=outputs or [])
+    return c
+
+def write(path, cells):
+    nb = {'cells': cells, 'metadata': {'kernelspec': {'display_name': 'python3', 'language': 'python', 'name': 'python3'}},
+          'nbformat': 4, 'nbformat_minor': 5}
+    path.write_text(json.dumps(nb, indent=1, sort_keys=True) + '\n')
+    return path
+
+def sources(path): return [fix.src(c) for c in json.loads(path.read_text())['cells']]
+
+STORED = [{'name': 'stdout', 'output_type': 'stream', 'text': ['made once, elsewhere\n']}]
+
+def test_fixer_moves_imports_and_intro_and_is_idempotent(tmp_path):
+    p = write(tmp_path / 'nb.ipynb', [
+        cell('markdown', '# Title\n\n> One line\n> that goes on.\n\nThe introduction.'),
+        cell('code', 'x = 1'),
+        cell('code', '#| hide\nimport math\ny = math.sqrt(x)  # uses x from an earlier cell\nimport json'),
+        cell('code', '#| slow\nfrom math import pi\nz = pi'),
+        cell('code', 'def f():\n    import os\n    return os.sep\nf()'),
+    ])
+    assert fix.process(p, fix=False)   # problems found
+    fix.process(p, fix=True)
+    s = sources(p)
+    assert s[0] == '# Title\n\n> One line that goes on.'
+    assert s[1] == 'The introduction.'
+    assert s[3:5] == ['#| hide\nimport math\nimport json', '#| hide\ny = math.sqrt(x)  # uses x from an earlier cell']
+    assert s[5:7] == ['#| slow\nfrom math import pi', '#| slow\nz = pi']
+    left = fix.process(p, fix=False)
+    assert len(left) == 1 and 'manual' in left[0]   # an import inside a def is left for a person
+    before = p.read_text()
+    fix.process(p, fix=True)
+    assert p.read_text() == before
+
+def test_runner_stores_outputs_and_keeps_flagged_ones(tmp_path):
+    p = write(tmp_path / 'nb.ipynb', [
+        cell('markdown', '# Title'),
+        cell('code', 'print(6 * 7)'),
+        cell('code', '#| slow\nraise RuntimeError("slow cells are not run")', STORED),
+        cell('code', 'from pathlib import Path\nPath.cwd().name'),
+    ])
+    ok, _, n = run.run_notebook(p, {'slow', 'gpu'})
+    assert ok and n == 2
+    cells = json.loads(p.read_text())['cells']
+    assert ''.join(cells[1]['outputs'][0]['text']) == '42\n'
+    assert cells[2]['outputs'] == STORED
+    assert tmp_path.name in ''.join(cells[3]['outputs'][0]['data']['text/plain'])   # run in the notebook's folder
+
+def test_runner_fails_loudly_and_writes_nothing(tmp_path, capsys):
+    p = write(tmp_path / 'nb.ipynb', [cell('markdown', '# Title'), cell('code', 'print(1)'), cell('code', '1 / 0')])
+    before = p.read_text()
+    ok, _, _ = run.run_notebook(p, {'slow', 'gpu'})
+    assert not ok and p.read_text() == before
+    assert 'ZeroDivisionError' in capsys.readouterr().err
