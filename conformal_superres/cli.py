@@ -242,13 +242,15 @@ def cmd_calibrate(args):
             raise SystemExit(f"--engine and --store calibrate super-resolution models; for the task {cm.task.name!r} "
                              "calibrate without them")
         th = cm.calibrate(_keyed_items(args, model, cm.scale), alphas, progress=not args.quiet, engine=args.engine or 'local',
-                          workers=args.workers, store=args.store, address=args.address, band_rows=args.band_rows)
+                          workers=args.workers, store=args.store, address=args.address, band_rows=args.band_rows,
+                          guarantee=args.guarantee, delta=args.delta)
     else:
         pairs = list(model.pairs()) if args.samples else _pairs_from_folder(args.data, args.crop, args.crops_per_image, args.seed, not args.quiet, cm.task)
-        th = cm.calibrate(batched(pairs), alphas, progress=not args.quiet)
+        th = cm.calibrate(batched(pairs), alphas, progress=not args.quiet, guarantee=args.guarantee, delta=args.delta)
     cm.save(args.out)
     for a, r in th.items(): print(f"alpha={a:g}  limit r*={r:.6g} (mask: sigma < r*)")
-    print(f"calibrated on {cm.n} images; written to {args.out}")
+    kind = 'expected risk' if args.guarantee == 'expected' else f'high probability, delta={args.delta:g}'
+    print(f"calibrated on {cm.n} images ({kind}); written to {args.out}")
 
 MODEL_KEYS = {'EmbeddedSR': 'embedded', 'PerturbedModel': 'bicubic-perturbed', 'SinSR': 'sinsr', 'FolderSamples': 'samples',
               'Colorizer': 'colorizer'}
@@ -320,6 +322,9 @@ def parser()->argparse.ArgumentParser:
     c.add_argument('--address', help="Ray cluster address (e.g. auto or ray://head:10001); default: a local one for the run")
     c.add_argument('--store', help='record-store folder: a stopped run resumes from it (implies --engine local)')
     c.add_argument('--band-rows', type=int, help='compute sigma and D in bands of this many rows (bounded memory for 4K)')
+    c.add_argument('--guarantee', choices=('expected', 'high-probability'), default='expected',
+                   help='expected: E[error] <= alpha (Theorem 2.1); high-probability: error <= alpha with probability >= 1 - delta')
+    c.add_argument('--delta', type=float, default=0.1, help='failure probability of --guarantee high-probability')
     c.set_defaults(fn=cmd_calibrate)
     q = sub.add_parser('predict', help='predict trusted-pixel masks for low-resolution images')
     _add_pipeline_args(q); q.set_defaults(model=None)

@@ -16,12 +16,12 @@ from .fidelity import FidelityMetric, image_pair
 from .uncertainty import Uncertainty
 from .risk_check import random_splits
 from .experiments import METRICS, MapPool, cached_map_pool
-from .high_probability import pool_high_probability_thresholds
+from .high_probability import pool_high_probability_limits
 from .models import PerturbedModel, bicubic_model
 from .photos import bundled_photos
 from .pairs import make_pairs
 from .experiments import compute_map_pool
-from .calibration import calibrate_threshold
+from .calibration import Calibrator, limit_mask
 from .embedded import load_embedded
 
 # %% auto #0
@@ -95,10 +95,10 @@ class MaskedSE:
         self.s = np.take_along_axis(s, o, 1)
         self.cum = np.concatenate([np.zeros((N, 1)), np.cumsum(np.take_along_axis(e, o, 1), 1)], 1)
         self.total = e.mean(1)
-    def psnr(self, idx, thresholds)->np.ndarray:
-        "(len(idx), len(thresholds)) PSNR in dB (peak 1) inside `{sigma <= t}`; NaN for an empty mask."
-        idx = np.asarray(idx); t = np.atleast_1d(thresholds)
-        k = np.stack([np.searchsorted(self.s[i], t, side='right') for i in idx])
+    def psnr(self, idx, thresholds, strict:bool=False)->np.ndarray:
+        "(len(idx), len(thresholds)) PSNR in dB (peak 1) inside `{sigma <= t}` (`strict`: `{sigma < t}`); NaN for an empty mask."
+        idx = np.asarray(idx); t = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))
+        k = np.stack([np.searchsorted(self.s[i], t, side='left' if strict else 'right') for i in idx])
         se = np.take_along_axis(self.cum[idx], k, 1)
         with np.errstate(divide='ignore', invalid='ignore'):
             mse = np.where(k > 0, se / np.maximum(k, 1), np.nan)
@@ -172,12 +172,12 @@ def split_table(pool:MapPool,                # sigma and fidelity maps (e.g. `ta
         for g in kinds:
             acc = {k: [] for k in ('risk', 'mask', 'empty', 'psnr_mask', 'psnr_full')}
             for c, te in splits:
-                t = np.full(len(alphas), np.inf)
-                if g.startswith('expected'): t[ok] = rp.thresholds(c, alphas[ok])
-                else: t[ok] = pool_high_probability_thresholds(rp, c, alphas[ok], delta)
-                frac = rp.mask_fractions(te, t)
-                ps = mse.psnr(te, t)
-                acc['risk'].append(rp.losses(te, t).mean(0)); acc['mask'].append(frac.mean(0))
+                r = np.full(len(alphas), np.inf)                             # the limits: the masks are {sigma < r}
+                if g.startswith('expected'): r[ok] = rp.limits(c, alphas[ok])
+                else: r[ok] = pool_high_probability_limits(rp, c, alphas[ok], delta)
+                frac = rp.mask_fractions(te, r, strict=True)
+                ps = mse.psnr(te, r, strict=True)
+                acc['risk'].append(rp.losses(te, r, strict=True).mean(0)); acc['mask'].append(frac.mean(0))
                 acc['empty'].append((frac == 0).mean(0))
                 acc['psnr_mask'].append(_nanmean(np.where(np.isfinite(ps), ps, np.nan)))   # over non-empty masks
                 acc['psnr_full'].append(np.full(len(alphas), mse.psnr_full(te).mean()))

@@ -9,13 +9,11 @@ import warnings
 from typing import Sequence
 import numpy as np
 from scipy import stats
-from .calibration import Calibrator, calibrate_threshold
-from .risk_check import RiskPool
-from .kutiel import hallucination_images
+from .calibration import _sweep, limit_mask
 
 # %% auto #0
-__all__ = ['hb_pvalue', 'hp_min_calibration_size', 'high_probability_limits', 'high_probability_thresholds',
-           'pool_high_probability_thresholds', 'hp_violation_rate']
+__all__ = ['hb_pvalue', 'hp_min_calibration_size', 'high_probability_limits', 'high_probability_mask',
+           'pool_high_probability_limits', 'hp_violation_rate']
 
 # %% ../nbs/19a_high_probability.ipynb #65db8cb1
 def hb_pvalue(risk_hat,   # empirical mean loss(es) in [0, 1] (losses divided by the bound B)
@@ -47,92 +45,82 @@ def hp_min_calibration_size(alpha:float,      # risk level, 0 < alpha < bound
     return n
 
 # %% ../nbs/19a_high_probability.ipynb #a76749c4
-def _merged(records:list)->tuple[np.ndarray, np.ndarray]:
-    "Distinct record values u and S[k] = sum_i l_i(u[k]) (the sweep of the calibration chapter)."
-    sig = np.concatenate([r.sigma for r in records]) if records else np.zeros(0)
-    inc = np.concatenate([np.diff(r.loss, prepend=0.0) for r in records]) if records else np.zeros(0)
-    o = np.lexsort((inc, sig)); sig, total = sig[o], np.cumsum(inc[o])
-    last = np.r_[sig[1:] != sig[:-1], True] if sig.size else np.zeros(0, bool)
-    return sig[last], total[last]
-
-def high_probability_limits(records:Sequence,  # per-image `Records` (e.g. `Calibrator.records`)
-                            alphas,            # risk level(s) in (0, bound)
-                            delta:float=0.1,   # failure probability
-                            bound:float=3.0,   # bound B of the fidelity metric
-                           )->np.ndarray:      # per alpha: first record value that fails (-inf: nothing passes; inf: all pass)
-    "The limit r*: the mask `{sigma < r*}` controls the risk at alpha with probability >= 1 - delta."
-    records = list(records); n = len(records)
+def high_probability_limits(records,               # a `Calibrator`, or its per-image `Records` (`Calibrator.records`)
+                            alphas,                # risk level(s) in (0, B)
+                            delta:float=0.1,       # failure probability
+                            bound:float|None=None, # B (default: the calibrator's; required with a list of records)
+                            warn:bool=True,        # warn when even the empty mask cannot be certified
+                           )->np.ndarray:          # per alpha: r_hp (-inf: empty mask; +inf: every pixel)
+    "Per alpha, r_hp: the first merged record value whose Hoeffding-Bentkus test fails; `{sigma < r_hp}` has risk <= alpha with probability >= 1 - delta."
+    if bound is None:
+        if not hasattr(records, 'bound'): raise ValueError("pass bound=B (the fidelity metric's bound) with a list of records")
+        bound = records.bound
+    recs, bound = list(getattr(records, 'records', records)), float(bound)
+    n = len(recs)
     if n == 0: raise ValueError("no calibration images: add (sigma, fidelity) pairs first")
     if not 0 < delta < 1: raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
-    alphas = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
-    if ((alphas <= 0) | (alphas >= bound)).any(): raise ValueError(f"alpha must lie in (0, B={bound:g}), got {alphas}")
-    u, S = _merged(records)
-    out = np.empty(len(alphas))
-    for k, a in enumerate(alphas):
-        if hb_pvalue(0.0, n, a / bound) > delta: out[k] = -np.inf; continue
-        ok = hb_pvalue(S / (n * bound), n, a / bound) <= delta            # a prefix: S is nondecreasing
-        first_bad = int(np.argmin(ok)) if not ok.all() else len(u)
-        out[k] = u[first_bad] if first_bad < len(u) else np.inf
+    a = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
+    if a.ndim != 1 or not ((a > 0) & (a < bound)).all(): raise ValueError(f"alpha must lie in (0, B={bound:g}), got {alphas!r}")
+    u, S, _ = _sweep(recs)                                          # merged record values and sum_i l_i(u_k)
+    out = np.empty(len(a))
+    for k, al in enumerate(a):
+        if hb_pvalue(0.0, n, al / bound) > delta: out[k] = -np.inf; continue
+        fails = np.atleast_1d(hb_pvalue(S / (n * bound), n, al / bound)) > delta
+        out[k] = u[np.argmax(fails)] if fails.any() else np.inf    # the first record value that fails
+    if warn and np.isneginf(out).any():
+        amin = float(a[np.isneginf(out)].min())
+        warnings.warn(f"alpha={amin:g}, delta={delta:g}: with n={n} calibration images even the empty mask cannot "
+                      f"be certified; n >= {hp_min_calibration_size(amin, delta, bound)} images are needed", stacklevel=2)
     return out
 
-def high_probability_thresholds(calibrator,         # a `Calibrator` (or a list of per-image `Records`)
-                                alphas,             # risk level(s) in (0, B)
-                                delta:float=0.1,    # failure probability
-                                bound:float|None=None, # B (default: the calibrator's)
-                               )->np.ndarray:       # per alpha: threshold t (-inf: empty mask)
-    "Thresholds t with P(R(t) <= alpha) >= 1 - delta over the calibration set (Hoeffding-Bentkus RCPS)."
-    records = list(getattr(calibrator, 'records', calibrator))
-    bound = float(bound if bound is not None else getattr(calibrator, 'bound', 3.0))
-    lim = high_probability_limits(records, alphas, delta, bound)
-    if np.isneginf(lim).any():
-        a = float(np.atleast_1d(alphas)[np.isneginf(lim)].min())
-        warnings.warn(f"alpha={a:g}, delta={delta:g}: with n={len(records)} calibration images even the empty mask cannot "
-                      f"be certified; n >= {hp_min_calibration_size(a, delta, bound)} images are needed", stacklevel=2)
-    kept = np.unique(np.concatenate([np.concatenate([r.sigma, r.below, [r.lowest, r.highest]]) for r in records]))
-    kept = kept[np.isfinite(kept)]
-    k = np.searchsorted(kept, lim, side='left')
-    t = np.where(k > 0, kept[np.maximum(k - 1, 0)], -np.inf)
-    return np.where(np.isinf(lim), lim, t)
+def high_probability_mask(calibrator,      # a filled `Calibrator`
+                          sigma,           # uncertainty map(s) of new images (numpy or torch, any shape)
+                          alpha:float,     # risk level in (0, B)
+                          delta:float=0.1, # failure probability
+                         ):                # boolean mask {sigma < r_hp}, True = trusted
+    "The high-probability mask of new images: `limit_mask(sigma, r_hp)`."
+    return limit_mask(sigma, high_probability_limits(calibrator, [float(alpha)], delta)[0])
 
 # %% ../nbs/19a_high_probability.ipynb #cde83152
-def pool_high_probability_thresholds(pool,               # a `guarantees.RiskPool`
-                                     calib_idx,          # calibration image indices (repeats allowed)
-                                     alphas,             # levels in (0, B)
-                                     delta:float=0.1,    # failure probability
-                                    )->np.ndarray:       # per alpha: largest pool sigma value that passes (-inf: none)
-    "High-probability thresholds on one calibration set of a `RiskPool` (bisection over the pool's sigma values)."
-    idx = np.asarray(calib_idx, dtype=np.int64); n, B = len(idx), pool.bound
-    vals, out = pool.values, []
-    for a in np.atleast_1d(np.asarray(alphas, dtype=np.float64)):
-        if hb_pvalue(0.0, n, a / B) > delta: out.append(-np.inf); continue
-        passes = lambda k: hb_pvalue(pool.losses(idx, [vals[k]])[:, 0].mean() / B, n, a / B) <= delta
-        if passes(len(vals) - 1): out.append(np.inf); continue
-        lo, hi = -1, len(vals) - 1                                    # passes(lo) (or lo = -1: none), not passes(hi)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if passes(mid) else (lo, mid)
-        out.append(vals[lo] if lo >= 0 else -np.inf)
-    return np.array(out)
+def pool_high_probability_limits(pool,               # a `risk_check.RiskPool`
+                                 calib_idx,          # calibration image indices (repeats allowed)
+                                 alphas,             # levels in (0, B)
+                                 delta:float=0.1,    # failure probability
+                                )->np.ndarray:       # per alpha: r_hp (-inf: empty mask)
+    "`high_probability_limits` on the calibration images `calib_idx` of a `RiskPool` (without the warning)."
+    idx = np.asarray(calib_idx, dtype=np.int64)
+    if len(idx) == 0: raise ValueError("the calibration set is empty; give at least one calibration image")
+    return high_probability_limits([pool._records[j] for j in idx], alphas, delta, pool.bound, warn=False)
 
 # %% ../nbs/19a_high_probability.ipynb #e779f1cc
+def _population_risk(pool)->callable:
+    "The pool's mean strict loss as a function of the limit r: `sum_j l<_j(r) / N`, read off the merged records."
+    u, S, _ = _sweep(pool._records)
+    def risk(r:float)->float:
+        k = int(np.searchsorted(u, r, side='left'))               # records strictly below r
+        return float(S[k - 1]) / pool.n if k > 0 else 0.0
+    return risk
+
 def hp_violation_rate(pool,              # a `RiskPool` that stands for the population
                       alpha:float,       # risk level
                       n_calib:int,       # calibration images per draw
                       delta:float=0.1,   # failure probability
                       n_draws:int=1000,  # calibration sets drawn with replacement
                       seed:int=0,
-                     )->dict:            # violation rates of both thresholds, mean mask fractions, mean risks
-    "Fraction of calibration sets whose threshold has population risk above alpha: high-probability vs expected-risk."
-    rng = np.random.default_rng(seed); everyone = np.arange(pool.n)
-    bad_hp = bad_crc = 0; risk_hp, risk_crc, frac_hp, frac_crc = [], [], [], []
+                      limits=None,       # the rule under test, `f(pool, calib_idx, alphas, delta)` (default: `pool_high_probability_limits`)
+                     )->dict:            # violation rates of both limits, mean risks (with s.e.), mean mask fractions
+    "Fraction of calibration sets whose mask `{sigma < r}` has population risk above alpha: high-probability vs expected-risk."
+    limits = pool_high_probability_limits if limits is None else limits
+    rng, everyone, risk = np.random.default_rng(seed), np.arange(pool.n), _population_risk(pool)
+    risk_hp, risk_crc, frac_hp, frac_crc = [], [], [], []
     for _ in range(n_draws):
         c = rng.integers(0, pool.n, n_calib)
-        th = pool_high_probability_thresholds(pool, c, [alpha], delta)
-        tc = pool.thresholds(c, [alpha])
-        r_hp, r_crc = pool.losses(everyone, th)[:, 0].mean(), pool.losses(everyone, tc)[:, 0].mean()
-        bad_hp += r_hp > alpha; bad_crc += r_crc > alpha
-        risk_hp.append(r_hp); risk_crc.append(r_crc)
-        frac_hp.append(pool.mask_fractions(everyone, th)[:, 0].mean()); frac_crc.append(pool.mask_fractions(everyone, tc)[:, 0].mean())
-    return dict(alpha=alpha, delta=delta, n_calib=n_calib, n_draws=n_draws, violation_hp=bad_hp / n_draws,
-                violation_crc=bad_crc / n_draws, risk_hp=float(np.mean(risk_hp)), risk_crc=float(np.mean(risk_crc)),
+        r_hp, r_crc = limits(pool, c, [alpha], delta), pool.limits(c, [alpha])
+        risk_hp.append(risk(r_hp[0])); risk_crc.append(risk(r_crc[0]))
+        frac_hp.append(pool.mask_fractions(everyone, r_hp, strict=True)[:, 0].mean())
+        frac_crc.append(pool.mask_fractions(everyone, r_crc, strict=True)[:, 0].mean())
+    risk_hp, risk_crc = np.array(risk_hp), np.array(risk_crc)
+    return dict(alpha=alpha, delta=delta, n_calib=n_calib, n_draws=n_draws, violation_hp=float((risk_hp > alpha).mean()),
+                violation_crc=float((risk_crc > alpha).mean()), risk_hp=float(risk_hp.mean()), risk_crc=float(risk_crc.mean()),
+                risk_crc_se=float(risk_crc.std(ddof=1) / math.sqrt(n_draws)) if n_draws > 1 else float('nan'),
                 mask_hp=float(np.mean(frac_hp)), mask_crc=float(np.mean(frac_crc)))

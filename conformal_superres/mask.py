@@ -15,8 +15,10 @@ from .colour import as_image_batch
 from .fidelity import Neighbourhood, Semantic, fidelity_from_config, psnr
 from .uncertainty import Uncertainty, uncertainty_from_config
 from .calibration import Calibrator, limit_mask, loss_records
+from .high_probability import high_probability_limits
 from .protocol import draw_samples, model_name
 from .tasks import SuperResolution, model_task, task_from_config
+
 
 # %% auto #0
 __all__ = ['FORMAT', 'FORMAT_VERSION', 'Prediction', 'ConformalMask', 'sample_sigma', 'calibrate', 'limit', 'predict', 'evaluate',
@@ -72,11 +74,13 @@ class ConformalMask:
         self.uncertainty = uncertainty if uncertainty is not None else Uncertainty(kernel='box:5')
         self.fidelity = fidelity if fidelity is not None else Neighbourhood('box:5')
         self.calibrator, self.limits, self._n = None, {}, 0
+        self.guarantee = dict(kind='expected', delta=None)   # set by `calibrate`; 'high-probability' carries its delta
 
     def config(self)->dict:
         "Everything that must agree between calibration and prediction for the guarantee to hold."
         return dict(model=model_name(self.model), task=self.task.config(), scale=self.scale, n_samples=self.n_samples,
-                    uncertainty=self.uncertainty.config(), fidelity=self.fidelity.config())
+                    uncertainty=self.uncertainty.config(), fidelity=self.fidelity.config(),
+                    guarantee=dict(self.guarantee))
 
     @property
     def bound(self)->float: return float(self.fidelity.bound)
@@ -176,9 +180,15 @@ def calibrate(self:ConformalMask,
               engine:str|None=None, # None: this loop; 'local' or 'ray': `conformal_superres.scale` (record store, resumable)
               workers:int=1,       # Ray workers (engine='ray')
               store=None,          # record-store folder: a stopped run resumes from it (engine 'local' or 'ray')
+              guarantee:str='expected', # 'expected' (Theorem 2.1) or 'high-probability' (risk <= alpha with probability >= 1 - delta)
+              delta:float=0.1,     # failure probability of the 'high-probability' guarantee
               **scale_options,     # more options of `conformal_superres.scale.calibrator_at_scale` (address, band_rows, ...)
              )->dict:              # {alpha: r*}
-    "Calibrate the limit $r^*$ on calibration pairs (Theorem 2.1), streaming image by image."
+    "Calibrate the limit $r^*$ on calibration pairs (Theorem 2.1, or the high-probability rule), streaming image by image."
+    if guarantee not in ('expected', 'high-probability'):
+        raise ValueError(f"guarantee={guarantee!r}: use 'expected' (Theorem 2.1) or 'high-probability' (with delta)")
+    if guarantee == 'high-probability' and not 0 < delta < 1: raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
+    self.guarantee = dict(kind=guarantee, delta=float(delta) if guarantee == 'high-probability' else None)
     if engine is not None or store is not None:
         from .scale import calibrator_at_scale   # imported here: scale builds on this module
         cal = calibrator_at_scale(self, pairs, store=store, engine=engine or 'local', workers=workers, progress=progress, **scale_options)
@@ -202,7 +212,8 @@ def limit(self:ConformalMask, alpha:float)->float:
         if not self.limits: raise RuntimeError("not calibrated: call calibrate(pairs, alphas) or load(path) first")
         raise KeyError(f"alpha={alpha} was not calibrated; calibrated levels: {sorted(self.limits)}; "
                        "calibrate again with this alpha")
-    r = float(self.calibrator.limits(float(alpha)))
+    hp = self.guarantee['kind'] == 'high-probability'
+    r = float(high_probability_limits(self.calibrator, [float(alpha)], self.guarantee['delta'])[0] if hp else self.calibrator.limits(float(alpha)))
     self.limits[float(alpha)] = r
     return r
 
@@ -310,7 +321,7 @@ def load(self:ConformalMask, path)->ConformalMask:
     if theirs != mine:
         raise ValueError(f"{path} was calibrated for the task {theirs} but this object does {mine}: a calibration holds only "
                          "for inputs made as in calibration; calibrate again for this task, or load it for its own task")
-    diff = _differences({'task': theirs, **doc['config']}, self.config())
+    diff = _differences({'guarantee': dict(kind='expected', delta=None)} | {'task': theirs} | doc['config'], self.config())  # older files: expected, super-resolution
     if diff:
         raise ValueError(f"{path} was calibrated under a different configuration; calibrate again, or configure "
                          "this object as in the file:\n  " + "\n  ".join(diff))
@@ -326,6 +337,7 @@ def from_file(cls, path, model, **kwargs)->ConformalMask:
     if 'task' in c: kwargs.setdefault('task', task_from_config(c['task']))
     cm = cls(model, uncertainty=uncertainty_from_config(c['uncertainty']), fidelity=fidelity_from_config(c['fidelity']),
              n_samples=c['n_samples'], **kwargs)
+    cm.guarantee = dict(c.get('guarantee', cm.guarantee))
     return cm.load(path)
 
 ConformalMask.save, ConformalMask.load, ConformalMask.from_file = save, load, from_file
