@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from .fidelity import FIDELITIES, fidelity_from_config
+from .fidelity import FIDELITIES, ChromaNeighbourhood, Neighbourhood, fidelity_from_config
 from .uncertainty import Uncertainty
 from .calibration import limit_mask, min_calibration_size
 from .mask import ConformalMask, Prediction, CalibrationFileError, summarise, read_calibration, _image_seed
@@ -20,15 +20,16 @@ from .images import (OutputError, check_writable, image_size, load_image, to_uin
 from .datasets import image_folder
 from .models import FolderSamples, KeptSamples, ModelCallError, ModelOutputError
 from .experiment_cli import add_experiment_parser
+from .tasks import SuperResolution, as_task
 
 # %% auto #0
 __all__ = ['EXIT_CODES', 'TABLE_COLUMNS', 'REPORT_FILES', 'SIGMA_DECADES', 'UNTRUSTED_TINT', 'MODEL_HALO', 'MODELS',
-           'DEMO_ALPHAS', 'MODEL_KEYS', 'LARGE_INPUT', 'PREDICT_FILES', 'ALPHA_HELP', 'CLIError', 'UsageError',
-           'InputError', 'OutputProblem', 'ModelProblem', 'exit_code', 'error_message', 'table_markdown', 'write_table',
-           'plot_risk', 'sigma_range', 'sigma_colours', 'legend_strip', 'overlay_u8', 'overlay_legend', 'sigma_legend',
-           'overlay', 'example_indices', 'evaluated_examples', 'plot_examples', 'parse_alphas', 'check_alphas',
-           'needed_n', 'infeasible', 'check_device', 'check_images', 'output_stems', 'check_outputs', 'tile_halo',
-           'predict_tiled', 'build_model', 'build_fidelity', 'run_demo', 'cmd_calibrate', 'cmd_predict',
+           'DEMO_ALPHAS', 'DEMO_SETTINGS', 'MODEL_KEYS', 'LARGE_INPUT', 'PREDICT_FILES', 'ALPHA_HELP', 'CLIError',
+           'UsageError', 'InputError', 'OutputProblem', 'ModelProblem', 'exit_code', 'error_message', 'table_markdown',
+           'write_table', 'plot_risk', 'sigma_range', 'sigma_colours', 'legend_strip', 'overlay_u8', 'overlay_legend',
+           'sigma_legend', 'overlay', 'example_indices', 'evaluated_examples', 'plot_examples', 'parse_alphas',
+           'check_alphas', 'needed_n', 'infeasible', 'check_device', 'check_images', 'output_stems', 'check_outputs',
+           'tile_halo', 'predict_tiled', 'build_model', 'build_fidelity', 'run_demo', 'cmd_calibrate', 'cmd_predict',
            'prediction_files', 'cmd_evaluate', 'write_report', 'parser', 'cmd_demo', 'main']
 
 # %% ../nbs/23_cli.ipynb #6898f878
@@ -251,7 +252,7 @@ def plot_examples(cm:ConformalMask, pairs:list, alpha:float, path:Path, n:int=4,
     fig, axes = plt.subplots(len(examples), 5, figsize=(13, 2.7 * len(examples) + 0.6), squeeze=False)
     lo, hi = sigma_range(examples[0][2].limit)
     for row, (lr, hr, p) in zip(axes, examples):
-        for ax, im, t in zip(row[:3], [lr, p.prediction, hr], ['low-res input', 'prediction', 'truth']):
+        for ax, im, t in zip(row[:3], [lr, p.prediction, hr], [getattr(getattr(cm, 'task', None), 'input_name', 'low-res input'), 'prediction', 'truth']):
             ax.imshow(im.permute(1, 2, 0).cpu().numpy(), interpolation='nearest'); ax.set_title(t, fontsize=9)
         sm = row[3].imshow(p.sigma.cpu().numpy().clip(lo, hi), cmap='magma', norm=LogNorm(lo, hi), interpolation='nearest')
         row[3].set_title('sigma (sample disagreement)', fontsize=9)
@@ -392,9 +393,9 @@ def predict_tiled(cm:ConformalMask,   # calibrated
     return pred, sigma, mask, r
 
 # %% ../nbs/23_cli.ipynb #2a39e7b2
-MODELS = ('embedded', 'bicubic-perturbed', 'sinsr')
+MODELS = ('embedded', 'bicubic-perturbed', 'sinsr', 'colorizer')
 
-def build_model(name:str='embedded', # 'embedded', 'bicubic-perturbed' or 'sinsr'
+def build_model(name:str='embedded', # 'embedded', 'bicubic-perturbed', 'sinsr' or 'colorizer'
                 checkpoint=None, autoencoder=None, device:str='cpu'):
     "The model named on the command line."
     if name not in MODELS: raise UsageError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
@@ -408,6 +409,9 @@ def build_model(name:str='embedded', # 'embedded', 'bicubic-perturbed' or 'sinsr
     if name == 'bicubic-perturbed':
         from conformal_superres.models import PerturbedModel, bicubic_model
         return PerturbedModel(bicubic_model(4), 4)
+    if name == 'colorizer':
+        from conformal_superres.colorizer import load_colorizer
+        return load_colorizer(device=device)
     for f, opt in ((checkpoint, '--checkpoint'), (autoencoder, '--autoencoder')):
         if not Path(f).is_file(): raise InputError(f"{opt} {f}: no such file")
     from conformal_superres.sinsr import SinSR
@@ -417,11 +421,17 @@ def build_fidelity(name:str, kernel:str|None):
     "A fidelity metric from its command-line name and kernel."
     if name not in FIDELITIES or name == 'semantic':
         raise UsageError(f"unknown fidelity {name!r}; choose one of {sorted(k for k in FIDELITIES if k != 'semantic')}")
-    try: return fidelity_from_config({'name': name, **({'kernel': kernel} if kernel and name in ('neighbourhood', 'smoothed_error') else {})})
+    try: return fidelity_from_config({'name': name, **({'kernel': kernel} if kernel and name in ('neighbourhood', 'smoothed_error', 'chroma_neighbourhood') else {})})
     except ValueError as e: raise UsageError(f"--fidelity-kernel: {e}") from None
 
 # %% ../nbs/23_cli.ipynb #11c1425a
 DEMO_ALPHAS = (0.02, 0.03, 0.04, 0.05, 0.06, 0.08)
+DEMO_SETTINGS = {   # per task: model, fidelity metric and the sizes that keep the demo within minutes on two cores
+    'super-resolution': dict(model='embedded', fidelity=lambda: Neighbourhood('box:5'), crop=96, crops_per_photo=10,
+                             n_samples=8, alphas=DEMO_ALPHAS, sample_batch=4),
+    'colorization': dict(model='colorizer', fidelity=lambda: ChromaNeighbourhood('box:5'), crop=64, crops_per_photo=8,
+                         n_samples=8, alphas=(0.04, 0.06, 0.08, 0.1, 0.12, 0.15), sample_batch=None),   # None: all M draws in one call (one encoding per image)
+}
 
 def _describe(config:dict)->str:
     "'neighbourhood (kernel box:5)' from a metric's `config()`."
@@ -429,38 +439,49 @@ def _describe(config:dict)->str:
     return f"{config.get('name', 'patch variance')}" + (f" ({rest})" if rest else '')
 
 def run_demo(out:Path|str='conformal-superres-report', # report folder
-             crop:int=96,              # HR crop side
-             crops_per_photo:int=10,   # crops cut from each held-out photo
+             crop:int|None=None,       # HR crop side (default: the task's, see `DEMO_SETTINGS`)
+             crops_per_photo:int|None=None, # crops cut from each held-out photo (default: the task's)
              n_calib:int|None=None,    # calibration crops (default: 3/4 of all)
-             n_samples:int=8,          # M
-             alphas=DEMO_ALPHAS,
+             n_samples:int|None=None,  # M (default: the task's)
+             alphas=None,              # default: the task's
              seed:int=0,
              photos=None,              # default: the bundled held-out photos
-             model=None,               # default: the embedded model
+             model=None,               # default: the task's model (the embedded SR model, the colorizer)
              progress:bool=True,
              overwrite:bool=True,      # replace report files already in `out`
+             task:str='super-resolution', # 'super-resolution' or 'colorization'
             )->dict:
-    "Calibrate the embedded model on bundled photos, evaluate on held-out crops, write a report folder."
+    "Calibrate the package's model for `task` on bundled photos, evaluate on held-out crops, write a report folder."
     t0 = time.time(); out = Path(out)
     check_outputs([out / f for f in ('calibration.json',) + REPORT_FILES], overwrite)
-    model = model if model is not None else build_model('embedded')
+    task = as_task(task)
+    if task.name not in DEMO_SETTINGS:
+        raise UsageError(f"the demo has no model for the task {task.name!r}; choose one of {sorted(DEMO_SETTINGS)}")
+    d = DEMO_SETTINGS[task.name]
+    crop, crops_per_photo = crop or d['crop'], crops_per_photo or d['crops_per_photo']
+    n_samples, alphas = n_samples or d['n_samples'], tuple(alphas or d['alphas'])
+    model = model if model is not None else build_model(d['model'])
     if photos is None: photos = bundled_photos(split='held_out')
-    pairs = make_pairs(photos, crop, crops_per_photo, seed=seed, progress=progress)
+    pairs = make_pairs(photos, crop, crops_per_photo, seed=seed, progress=progress, task=task)
     n_calib = n_calib or (3 * len(pairs)) // 4
     calib, test = split_pairs(pairs, n_calib, seed=seed, by_source=False)
-    cm = ConformalMask(model, uncertainty=Uncertainty(kernel='box:5'), n_samples=n_samples, seed=seed)
+    cm = ConformalMask(model, uncertainty=Uncertainty(kernel='box:5'), fidelity=d['fidelity'](), n_samples=n_samples,
+                       seed=seed, sample_batch=d['sample_batch'] or n_samples, task=task)
     cm.calibrate(batched(calib), alphas, progress=progress)
     write_atomic(out / 'calibration.json', lambda tmp: cm.save(tmp))
     test_batches = batched(test)
     rows = cm.evaluate(test_batches, alphas, progress=progress)
     summary = summarise(rows)
     cfg = cm.config()
-    note = (f"{len(calib)} calibration and {len(test)} test crops of {crop}x{crop} px from {len(photos)} photos, "
+    metric = ("the L1 distance of the box-filtered Lab a/b channels (a/254, b/254), i.e. the neighbourhood metric on "
+              "colour alone" if isinstance(cfg['fidelity'], dict) and cfg['fidelity'].get('name') == 'chroma_neighbourhood'
+              else "the neighbourhood metric on normalised Lab")
+    note = (f"Task {task.name}: {len(calib)} calibration and {len(test)} test crops of {crop}x{crop} px from {len(photos)} photos, "
             f"model {cfg['model']}, M = {n_samples} samples, sigma = {_describe(cfg['uncertainty'])}, "
-            f"fidelity = {_describe(cfg['fidelity'])}, bound B = {cm.bound:g}. The guarantee: mean fidelity error inside "
-            "the mask <= alpha. The PSNR bound of Proposition 3.1 is not implied for this Lab metric.")
+            f"fidelity = {_describe(cfg['fidelity'])} ({metric}), bound B = {cm.bound:g}. The guarantee: mean fidelity "
+            "error inside the mask <= alpha. The PSNR bound of Proposition 3.1 is not implied for this Lab metric.")
     write_report(cm, summary, rows, test_batches, list(alphas), out, note, example_indices([p.source_id for p in test]))
-    return dict(out=out, summary=summary, seconds=time.time() - t0, n_calib=len(calib), n_test=len(test))
+    return dict(out=out, summary=summary, seconds=time.time() - t0, n_calib=len(calib), n_test=len(test), task=task.name)
 
 # %% ../nbs/23_cli.ipynb #62ec2cf0
 def _warn(text:str):
@@ -539,8 +560,13 @@ def cmd_calibrate(args):
     low = _feasibility(alphas, n, float(fidelity.bound), 'cannot be calibrated with')
     if model is None:
         model = build_model(args.model or 'embedded', args.checkpoint, args.autoencoder, args.device)
+        task = getattr(model, 'task', None)
+        if at_scale and task not in (None, 'super-resolution') and not isinstance(task, SuperResolution):
+            raise UsageError(f"--engine and --store calibrate super-resolution models; for the task {as_task(task).name!r} "
+                             "calibrate without them")
         pairs = (None if at_scale and not args.crop else   # whole files: each read where it is computed
-                 make_pairs(photos, args.crop, args.crops_per_image if args.crop else 1, seed=args.seed, progress=not args.quiet))
+                 make_pairs(photos, args.crop, args.crops_per_image if args.crop else 1, seed=args.seed, progress=not args.quiet,
+                            task=task))
     if args.keep_samples:
         model = KeptSamples(model, args.keep_samples)
         for i, p in enumerate(pairs): model.expect(f"{getattr(p, 'source_id', 'image')}#{i}", p[0], p[1])
@@ -562,7 +588,8 @@ def cmd_calibrate(args):
     print(f"calibrated {len(th)} level{'s' * (len(th) > 1)} on n={cm.n} images ({kind}); wrote the calibration to {out}"
           + (f" and the samples to {args.keep_samples} (reuse them with --samples)" if args.keep_samples else ''))
 
-MODEL_KEYS = {'EmbeddedSR': 'embedded', 'PerturbedModel': 'bicubic-perturbed', 'SinSR': 'sinsr', 'FolderSamples': 'samples'}
+MODEL_KEYS = {'EmbeddedSR': 'embedded', 'PerturbedModel': 'bicubic-perturbed', 'SinSR': 'sinsr', 'FolderSamples': 'samples',
+              'Colorizer': 'colorizer'}
 
 def _read_calibration(path)->dict:
     try: return read_calibration(path)
@@ -651,11 +678,12 @@ def cmd_evaluate(args):
     check_outputs([out / f for f in REPORT_FILES], args.overwrite)
     if not args.samples:
         if not args.data: raise UsageError("evaluate needs --data FOLDER (high-resolution images) or --samples FOLDER")
-        photos = _folder_photos(args.data, args.crop, doc['config']['scale'])
+        photos = _folder_photos(args.data, args.crop, doc['config'].get('scale') or 1)
     else: check_device(args.device)
     cm = _load_mask(args, doc)
     if args.samples: plist = list(cm.model.pairs())
-    else: plist = make_pairs(photos, args.crop, args.crops_per_image if args.crop else 1, seed=args.seed, progress=not args.quiet)
+    else: plist = make_pairs(photos, args.crop, args.crops_per_image if args.crop else 1, seed=args.seed, progress=not args.quiet,
+                             task=cm.task)
     pairs = batched(plist)
     rows = cm.evaluate(pairs, alphas, progress=not args.quiet)
     summary = summarise(rows)
@@ -718,10 +746,12 @@ def parser()->argparse.ArgumentParser:
                        description='Calibrate the embedded model on bundled held-out photos, evaluate it on other crops, write a report. ' + ALPHA_HELP + '.')
     _add_common(d, model=False, device=False)
     d.add_argument('--out', default='conformal-superres-report', help='report folder')
-    d.add_argument('--crop', type=int, default=96, help='HR crop side in pixels')
-    d.add_argument('--crops-per-photo', type=int, default=10, help='crops cut from each photo')
-    d.add_argument('--n-samples', '-M', type=int, default=8, help='samples M drawn per image')
-    d.add_argument('--alphas', default=','.join(map(str, DEMO_ALPHAS)), help='comma-separated levels')
+    d.add_argument('--task', default='super-resolution', choices=sorted(DEMO_SETTINGS),
+                   help='super-resolution: the embedded x4 model; colorization: the package colorizer')
+    d.add_argument('--crop', type=int, help="HR crop side in pixels (default: the task's, 96 for super-resolution, 64 for colorization)")
+    d.add_argument('--crops-per-photo', type=int, help="crops cut from each photo (default: the task's, 10 / 8)")
+    d.add_argument('--n-samples', '-M', type=int, help="samples M drawn per image (default: the task's, 8)")
+    d.add_argument('--alphas', help="comma-separated levels (default: the task's; super-resolution " + ','.join(map(str, DEMO_ALPHAS)) + ")")
     d.add_argument('--seed', type=int, default=0, help='seed of crops, split and sampling')
     d.add_argument('--overwrite', action='store_true', help='replace report files already in --out')
     d.set_defaults(fn=cmd_demo)
@@ -780,7 +810,8 @@ def parser()->argparse.ArgumentParser:
 
 def cmd_demo(args):
     r = run_demo(args.out, crop=args.crop, crops_per_photo=args.crops_per_photo, n_samples=args.n_samples,
-                 alphas=check_alphas(parse_alphas(args.alphas), 3.0), seed=args.seed, progress=not args.quiet, overwrite=args.overwrite)
+                 alphas=check_alphas(parse_alphas(args.alphas), 3.0 if args.task == 'super-resolution' else 2.0) if args.alphas else None,
+                 seed=args.seed, progress=not args.quiet, overwrite=args.overwrite, task=args.task)
     print((Path(r['out']) / 'table.md').read_text())
     print(f"{r['n_calib']} calibration / {r['n_test']} test crops; wrote calibration.json, {', '.join(REPORT_FILES)} to {r['out']} ({r['seconds']:.0f} s)")
 

@@ -13,7 +13,7 @@ from .filters import Kernel, lowpass
 
 # %% auto #0
 __all__ = ['FIDELITIES', 'image_pair', 'FidelityMetric', 'Pointwise', 'Neighbourhood', 'SmoothedError', 'RGBPointwise',
-           'Semantic', 'fidelity_from_config', 'psnr']
+           'Semantic', 'fidelity_from_config', 'ChromaNeighbourhood', 'psnr']
 
 # %% ../nbs/03_fidelity.ipynb #4aeac4c0
 def image_pair(y,     # true high-resolution image(s) Y: (3,H,W) or (B,3,H,W), sRGB in [0,1]
@@ -124,6 +124,16 @@ def fidelity_from_config(config:dict, # as returned by `metric.config()`, e.g. {
     if name not in FIDELITIES: raise ValueError(f"unknown fidelity metric {name!r}; known ones: {sorted(FIDELITIES)}")
     try: return FIDELITIES[name](**args)
     except TypeError: raise ValueError(f"fidelity metric {name!r} does not take the arguments {sorted(args)}") from None
+
+# %% ../nbs/03_fidelity.ipynb #814e5ac0
+class ChromaNeighbourhood(_Windowed):
+    "D_p = ||(ab(Y) * K)_p - (ab(Yhat) * K)_p||_1 over the normalised Lab a/b channels (colour only); B = 2."
+    name, bound = 'chroma_neighbourhood', 2.0
+    def __call__(self, y, yhat)->Tensor:
+        y, yhat = image_pair(y, yhat)
+        return lowpass((normalised_lab(y) - normalised_lab(yhat))[:, 1:], self.kernel).abs().sum(1).clamp(0, self.bound)
+
+FIDELITIES[ChromaNeighbourhood.name] = ChromaNeighbourhood
 
 # %% ../nbs/03_fidelity.ipynb #ed809b54
 def psnr(y:Tensor, yhat:Tensor, mask:Tensor|None=None)->float:

@@ -17,6 +17,7 @@ from .uncertainty import Uncertainty, uncertainty_from_config
 from .calibration import Calibrator, limit_mask, loss_records, min_calibration_size
 from .high_probability import high_probability_limits
 from .protocol import draw_samples, model_name, model_scale
+from .tasks import SuperResolution, model_task, task_from_config
 
 # %% auto #0
 __all__ = ['FORMAT', 'FORMAT_VERSION', 'Prediction', 'ConformalMask', 'sample_sigma', 'calibrate', 'limit', 'predict', 'evaluate',
@@ -55,18 +56,20 @@ FORMAT_VERSION = 2   # 2: limits r* (the mask {sigma < r*}); 1 held thresholds t
 def _float_json(x:float): return x if math.isfinite(x) else ('inf' if x > 0 else '-inf')
 
 class ConformalMask:
-    "A generative super-resolution model with a calibrated confidence mask."
+    "A generative image-to-image model (super-resolution by default; see `tasks`) with a calibrated confidence mask."
     def __init__(self,
-                 model,                      # `model(lr, generator) -> one HR sample per image`, with a `scale` attribute
+                 model,                      # `model(x, generator) -> one output sample per image`; for super-resolution with a `scale` attribute
                  uncertainty:Uncertainty|None=None, # the map $\sigma$ from the samples (default: patch variance, box 5)
                  fidelity=None,              # the fidelity metric $D$ (default: `Neighbourhood('box:5')`)
                  n_samples:int=10,           # $M$, samples drawn per image
                  seed:int=0,                 # with each image's content, the seed of that image's sampling generator
                  sample_batch:int=4,         # samples drawn per model call when the model has `sample`
+                 task=None,                  # a `tasks.Task` or its name; None: the model's `task`, else x`model.scale` super-resolution
                 ):
         if n_samples < 2: raise ValueError(f"n_samples={n_samples}: the uncertainty needs at least 2 samples per image")
         self.model, self.n_samples, self.seed, self.sample_batch = model, int(n_samples), seed, sample_batch
-        self.scale = model_scale(model)
+        self.task = model_task(model, task)
+        self.scale = self.task.scale
         self.uncertainty = uncertainty if uncertainty is not None else Uncertainty(kernel='box:5')
         self.fidelity = fidelity if fidelity is not None else Neighbourhood('box:5')
         self.calibrator, self.limits, self._n = None, {}, 0
@@ -74,7 +77,7 @@ class ConformalMask:
 
     def config(self)->dict:
         "Everything that must agree between calibration and prediction for the guarantee to hold."
-        return dict(model=model_name(self.model), scale=self.scale, n_samples=self.n_samples,
+        return dict(model=model_name(self.model), task=self.task.config(), scale=self.scale, n_samples=self.n_samples,
                     uncertainty=self.uncertainty.config(), fidelity=self.fidelity.config(),
                     guarantee=dict(self.guarantee))
 
@@ -87,7 +90,8 @@ class ConformalMask:
         return self._n
 
     def __repr__(self):
-        return (f"ConformalMask({model_name(self.model)}, x{self.scale}, M={self.n_samples}, "
+        what = f"x{self.scale}" if isinstance(self.task, SuperResolution) else repr(self.task)
+        return (f"ConformalMask({model_name(self.model)}, {what}, M={self.n_samples}, "
                 f"uncertainty={self.uncertainty.config()}, fidelity={self.fidelity.config()}, n={self.n})")
 
 # %% ../nbs/07_mask.ipynb #d8c2ce81
@@ -116,10 +120,12 @@ def _draw(self:ConformalMask, lr:Tensor, generator:torch.Generator)->tuple:
     first = []
     sigma = self.uncertainty(_sample_chunks(self.model, lr, self.n_samples, generator, self.sample_batch, first))
     pred = _own_prediction(self.model, lr, first[0])
-    want = (lr.shape[-2] * self.scale, lr.shape[-1] * self.scale)
+    want = self.task.output_size(lr.shape[-2:])
     if tuple(pred.shape[-2:]) != want:
+        fix = f"scale {self.scale}: check the model's `scale`" if isinstance(self.task, SuperResolution) else \
+              f"the task {self.task.name!r}: check the task"
         raise ValueError(f"model {model_name(self.model)!r} returned {tuple(pred.shape[-2:])} for a {tuple(lr.shape[-2:])} "
-                         f"input; expected {want} for scale {self.scale}: check the model's `scale`")
+                         f"input; expected {want} for {fix}")
     return pred, sigma
 
 def _sample_sigma(self:ConformalMask, lr:Tensor, generator:torch.Generator|None)->tuple:
@@ -155,7 +161,11 @@ def _unpack(item, i:int):
     return lr, hr, (item[2] if len(item) == 3 else None)
 
 def _check_pair(self:ConformalMask, lr:Tensor, hr:Tensor, i:int):
-    want = (lr.shape[0], 3, lr.shape[-2] * self.scale, lr.shape[-1] * self.scale)
+    want = (lr.shape[0], 3, *self.task.output_size(lr.shape[-2:]))
+    if tuple(hr.shape) != want and not isinstance(self.task, SuperResolution):
+        raise ValueError(f"pair {i}: the true output is {tuple(hr.shape)} but the input {tuple(lr.shape)} under the task "
+                         f"{self.task.name!r} gives {want}; make the input from the truth with the task's degrade "
+                         "(conformal_superres.tasks)")
     if tuple(hr.shape) != want:
         raise ValueError(f"pair {i}: high-res image is {tuple(hr.shape)} but the low-res {tuple(lr.shape)} at scale "
                          f"{self.scale} gives {want}; crop the high-res image to a multiple of {self.scale} "
@@ -376,7 +386,11 @@ def read_calibration(path)->dict:
 def load(self:ConformalMask, path)->ConformalMask:
     "Load the limits saved by `save`; refuses a file made under a different configuration."
     doc = read_calibration(path)
-    diff = _differences({'guarantee': dict(kind='expected', delta=None)} | doc['config'], self.config())  # older files: expected
+    mine, theirs = self.config()['task'], doc['config'].get('task', SuperResolution(doc['config'].get('scale', 4)).config())
+    if theirs != mine:
+        raise CalibrationFileError(f"{path} was calibrated for the task {theirs} but this object does {mine}: a calibration holds only "
+                                   "for inputs made as in calibration; calibrate again for this task, or load it for its own task")
+    diff = _differences({'guarantee': dict(kind='expected', delta=None)} | {'task': theirs} | doc['config'], self.config())  # older files: expected, super-resolution
     if diff:
         raise ValueError(f"{path} was calibrated under a different configuration; calibrate again, or configure "
                          "this object as in the file:\n  " + "\n  ".join(diff))
@@ -389,6 +403,7 @@ def from_file(cls, path, model, **kwargs)->ConformalMask:
     "A `ConformalMask` for `model` configured as in the calibration file at `path`, with its limits."
     doc = read_calibration(path)
     c = doc['config']
+    if 'task' in c: kwargs.setdefault('task', task_from_config(c['task']))
     cm = cls(model, uncertainty=uncertainty_from_config(c['uncertainty']), fidelity=fidelity_from_config(c['fidelity']),
              n_samples=c['n_samples'], **kwargs)
     cm.guarantee = dict(c.get('guarantee', cm.guarantee))

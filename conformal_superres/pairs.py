@@ -79,7 +79,7 @@ def random_crops(img:Tensor,                      # (C,H,W) image
 
 # %% ../nbs/10_pairs.ipynb #e0ee1658
 class Pair(tuple):
-    "A `(lr, hr)` pair of `(3,h,w)` and `(3,h*s,w*s)` tensors that also knows its source photo (`.source_id`)."
+    "A `(lr, hr)` pair of `(3,h,w)` and `(3,h*s,w*s)` tensors (for other tasks: input and true output) that also knows its source photo (`.source_id`)."
     def __new__(cls, lr:Tensor, hr:Tensor, source_id:str):
         self = super().__new__(cls, (lr, hr))
         self.source_id = source_id
@@ -121,9 +121,12 @@ def _photo_seed(seed:int, photo_id:str)->int:
     "A 63-bit seed derived from the global seed and the photo id (stable across runs and platforms)."
     return int.from_bytes(hashlib.sha256(f'{seed}:{photo_id}'.encode()).digest()[:8], 'little') >> 1
 
-def _pairs_of(photo, crop_size, n, scale, seed, jpeg_quality)->Iterator[Pair]:
-    "The pairs of one photo (a `Photo`, or a `PhotoPair` with or without its own LR file)."
+def _pairs_of(photo, crop_size, n, scale, seed, jpeg_quality, task=None)->Iterator[Pair]:
+    "The pairs of one photo (a `Photo`, or a `PhotoPair` with or without its own LR file); `task`: a size-keeping `Task` (None: x`scale` SR)."
     g = torch.Generator().manual_seed(_photo_seed(seed, photo.id))
+    def make_input(hr, k):
+        if task is None: return degrade(hr, scale, jpeg_quality)
+        return task.degrade(hr, torch.Generator().manual_seed(_photo_seed(seed, f'{photo.id}#{k}')))
     if isinstance(photo, PhotoPair) and photo.lr_path is not None:
         full = photo.load()
         if crop_size is None:
@@ -136,10 +139,10 @@ def _pairs_of(photo, crop_size, n, scale, seed, jpeg_quality)->Iterator[Pair]:
     a = (photo if isinstance(photo, Photo) else photo.photo)._array()
     if crop_size is None:
         hr = crop_to_multiple(_to_rgb(a, photo.id), scale)
-        yield Pair(degrade(hr, scale, jpeg_quality), hr, photo.id); return
-    for t, l in _crop_corners(a.shape[0], a.shape[1], crop_size, crop_size, n, g, photo.id):
+        yield Pair(make_input(hr, 0), hr, photo.id); return
+    for k, (t, l) in enumerate(_crop_corners(a.shape[0], a.shape[1], crop_size, crop_size, n, g, photo.id)):
         hr = _to_rgb(a[t:t + crop_size, l:l + crop_size], photo.id)
-        yield Pair(degrade(hr, scale, jpeg_quality), hr, photo.id)
+        yield Pair(make_input(hr, k), hr, photo.id)
 
 # %% ../nbs/10_pairs.ipynb #a1a69147
 def iter_pairs(photos:Iterable,             # `Photo`s (or `PhotoPair`s from the folder loaders)
@@ -149,8 +152,18 @@ def iter_pairs(photos:Iterable,             # `Photo`s (or `PhotoPair`s from the
                seed:int=0,                  # crops of a photo depend only on (seed, photo id)
                jpeg_quality:int|None=None,  # JPEG quality of the LR images (see `degrade`); None: none
                progress:bool=False,         # tqdm bar over photos
+               task=None,                   # a `tasks.Task` or its name; None: x`scale` super-resolution
               )->Iterator[Pair]:
     "Generator of `Pair(lr, hr, source_id)`: random HR crops of each photo and their degradations, photo by photo."
+    if task is not None:
+        from conformal_superres.tasks import SuperResolution, as_task   # tasks builds on this module
+        t = as_task(task, scale)
+        if isinstance(t, SuperResolution):
+            if scale not in (4, t.scale): raise ValueError(f"scale={scale} disagrees with the task {t!r}; give one of them")
+            scale, task = t.scale, None
+        else:
+            if jpeg_quality is not None: raise ValueError(f"jpeg_quality applies to super-resolution only, not to the task {t.name!r}")
+            scale, task = t.multiple, t
     if crop_size is not None and crop_size % scale:
         lo = crop_size - crop_size % scale
         raise ValueError(f"crop_size {crop_size} is not a multiple of scale {scale}; use {lo} or {lo + scale}")
@@ -160,12 +173,15 @@ def iter_pairs(photos:Iterable,             # `Photo`s (or `PhotoPair`s from the
     if bad := [p for p in photos if isinstance(p, PhotoPair) and p.scale != scale]:
         raise ValueError(f"{bad[0].id} was listed for scale {bad[0].scale}, not {scale}; load the folder with scale={scale}")
     for photo in tqdm(photos, desc='photos', disable=not progress):
-        yield from _pairs_of(photo, crop_size, crops_per_photo, scale, seed, jpeg_quality)
+        if task is not None and isinstance(photo, PhotoPair) and photo.lr_path is not None:
+            raise ValueError(f"{photo.id}: the task {task.name!r} makes its inputs from the truth, but this photo comes "
+                             "with its own low-res file; load the folder without low-res files")
+        yield from _pairs_of(photo, crop_size, crops_per_photo, scale, seed, jpeg_quality, task)
 
 def make_pairs(photos:Iterable, crop_size:int|None, crops_per_photo:int=1, scale:int=4, seed:int=0,
-               jpeg_quality:int|None=None, progress:bool=False)->list[Pair]:
+               jpeg_quality:int|None=None, progress:bool=False, task=None)->list[Pair]:
     "List of `Pair(lr, hr, source_id)`: `crops_per_photo` random HR crops per photo and their degradations (see `iter_pairs`)."
-    return list(iter_pairs(photos, crop_size, crops_per_photo, scale, seed, jpeg_quality, progress))
+    return list(iter_pairs(photos, crop_size, crops_per_photo, scale, seed, jpeg_quality, progress, task))
 
 # %% ../nbs/10_pairs.ipynb #52a89e8e
 def batched(pairs:Iterable,  # `(lr, hr)` pairs (or `(lr, hr, extra)` triples), each `(3,h,w)`, ...
