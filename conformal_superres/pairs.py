@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 from .images import Photo, _to_rgb, encode_image, load_image
+from .tasks import SuperResolution, as_task
 
 # %% auto #0
 __all__ = ['crop_to_multiple', 'degrade', 'random_crops', 'Pair', 'PhotoPair', 'iter_pairs', 'make_pairs', 'batched',
@@ -156,7 +157,6 @@ def iter_pairs(photos:Iterable,             # `Photo`s (or `PhotoPair`s from the
               )->Iterator[Pair]:
     "Generator of `Pair(lr, hr, source_id)`: random HR crops of each photo and their degradations, photo by photo."
     if task is not None:
-        from conformal_superres.tasks import SuperResolution, as_task   # tasks builds on this module
         t = as_task(task, scale)
         if isinstance(t, SuperResolution):
             if scale not in (4, t.scale): raise ValueError(f"scale={scale} disagrees with the task {t!r}; give one of them")
