@@ -14,7 +14,7 @@ from torch import Tensor
 from .colour import lab_to_rgb, rgb_to_lab
 from .photos import bundled_photos
 from .pairs import make_pairs, random_crops
-from .embedded import ResBlock, photo_pyramid, time_embedding
+from .embedded import ResBlock, fit_flow, photo_pyramid, time_embedding
 from .fidelity import Neighbourhood
 from .uncertainty import Uncertainty
 
@@ -324,29 +324,9 @@ def train_colorizer(pyramid:list[Tensor],      # training images from `embedded.
     if crop % ColorFlowNet.multiple: raise ValueError(f"crop must be a multiple of {ColorFlowNet.multiple}, not {crop}")
     torch.manual_seed(seed)
     net = ColorFlowNet() if net is None else net
-    net.train()
-    avg = copy.deepcopy(net).eval() if ema else net
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(net.parameters(), lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * s / steps)))
-    losses, t0 = [], time.time()
-    for step in range(steps if stop_after is None else min(steps, stop_after)):
-        loss = colour_flow_loss(net, colour_batch(pyramid, batch_size, crop, g, saturation, hue_prob), g)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step(); sched.step()
-        if ema:
-            d = min(ema, (1 + step) / (10 + step))   # short warm-up of the average
-            with torch.no_grad():
-                for a, p in zip(avg.parameters(), net.parameters()): a.lerp_(p, 1 - d)
-        losses.append(loss.item())
-        if log_every and (step % log_every == 0 or step == steps - 1):
-            print(f'step {step:5d}  loss {np.mean(losses[-log_every:]):.4f}  {time.time() - t0:7.1f} s', flush=True)
-        if checkpoint is not None and step % 500 == 499:
-            save_colorizer(avg, checkpoint, {'steps_done': step + 1, 'losses': losses})
-    return avg.eval(), losses
+    return fit_flow(net, lambda g: colour_flow_loss(net, colour_batch(pyramid, batch_size, crop, g, saturation, hue_prob), g),
+                    steps, lr, seed, ema, log_every, None if checkpoint is None else lambda avg, extra: save_colorizer(avg, checkpoint, extra),
+                    stop_after)
 
 # %% ../nbs/13b_colorizer.ipynb #931339a6
 def mean_chroma(rgb:Tensor, # (B,3,H,W) sRGB in [0,1]

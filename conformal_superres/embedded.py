@@ -22,7 +22,7 @@ from .uncertainty import Uncertainty
 # %% auto #0
 __all__ = ['WEIGHTS_PATH', 'time_embedding', 'ResBlock', 'LowResEncoder', 'ResidualDenoiser', 'FlowSRNet', 'flow_matching_loss',
            'cpu_has_fast_bf16', 'EmbeddedSR', 'save_embedded', 'load_embedded', 'photo_pyramid', 'training_batch',
-           'train_embedded', 'evaluate_embedded', 'sampling_throughput', 'held_out_pairs']
+           'fit_flow', 'train_embedded', 'evaluate_embedded', 'sampling_throughput', 'held_out_pairs']
 
 # %% ../nbs/13_embedded.ipynb #2a650833
 def time_embedding(t:Tensor,     # (N,) times in [0,1]
@@ -282,6 +282,41 @@ def training_batch(pyramid:list[Tensor],               # uint8 images from `phot
     return hr, degrade(hr, scale)
 
 # %% ../nbs/13_embedded.ipynb #e60ad22d
+def fit_flow(net:nn.Module,                # network to train, in place
+             step_loss,                     # `step_loss(g)`: the loss of one random batch drawn with the generator `g`
+             steps:int,                     # optimiser steps the learning-rate schedule is planned over
+             lr:float,                      # peak learning rate
+             seed:int,                      # seeds the generator of the batches
+             ema:float|None,                # decay of the moving average of the weights that is returned (None: last weights)
+             log_every:int=50,              # print the mean loss every this many steps (0: never)
+             save=None,                     # `save(avg, extra)` every 500 steps, or None
+             stop_after:int|None=None,      # stop after this many steps (None: all `steps`)
+            )->tuple[nn.Module, list[float]]: # trained network (its moving average), loss of every step
+    "The training loop of the package's flow models: Adam with warm-up and cosine decay, clipped gradients, a moving average of the weights."
+    net.train()
+    avg = copy.deepcopy(net).eval() if ema else net
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(net.parameters(), lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * s / steps)))
+    losses, t0 = [], time.time()
+    for step in range(steps if stop_after is None else min(steps, stop_after)):
+        loss = step_loss(g)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step(); sched.step()
+        if ema:
+            d = min(ema, (1 + step) / (10 + step))   # short warm-up of the average
+            with torch.no_grad():
+                for a, p in zip(avg.parameters(), net.parameters()): a.lerp_(p, 1 - d)
+        losses.append(loss.item())
+        if log_every and (step % log_every == 0 or step == steps - 1):
+            print(f'step {step:5d}  loss {np.mean(losses[-log_every:]):.4f}  {time.time() - t0:7.1f} s', flush=True)
+        if save is not None and step % 500 == 499:
+            save(avg, {'steps_done': step + 1, 'losses': losses})
+    return avg.eval(), losses
+
 def train_embedded(pyramid:list[Tensor],     # training images from `photo_pyramid`
                    steps:int=3000,           # optimiser steps
                    batch_size:int=8,         # HR crops per step
@@ -297,30 +332,8 @@ def train_embedded(pyramid:list[Tensor],     # training images from `photo_pyram
     "Train the embedded model by conditional flow matching on random crops of `pyramid`."
     torch.manual_seed(seed)
     net = FlowSRNet() if net is None else net
-    net.train()
-    avg = copy.deepcopy(net).eval() if ema else net
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(net.parameters(), lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * s / steps)))
-    losses, t0 = [], time.time()
-    for step in range(steps):
-        hr, lr_img = training_batch(pyramid, batch_size, crop, g, net.scale)
-        loss = flow_matching_loss(net, hr, lr_img, g, n_noise)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step(); sched.step()
-        if ema:
-            d = min(ema, (1 + step) / (10 + step))   # short warm-up of the average
-            with torch.no_grad():
-                for a, p in zip(avg.parameters(), net.parameters()): a.lerp_(p, 1 - d)
-        losses.append(loss.item())
-        if log_every and (step % log_every == 0 or step == steps - 1):
-            print(f'step {step:5d}  loss {np.mean(losses[-log_every:]):.4f}  {time.time() - t0:7.1f} s', flush=True)
-        if checkpoint is not None and step % 500 == 499:
-            save_embedded(avg, checkpoint, {'steps_done': step + 1, 'losses': losses})
-    return avg.eval(), losses
+    return fit_flow(net, lambda g: flow_matching_loss(net, *training_batch(pyramid, batch_size, crop, g, net.scale), g, n_noise),
+                    steps, lr, seed, ema, log_every, None if checkpoint is None else lambda avg, extra: save_embedded(avg, checkpoint, extra))
 
 # %% ../nbs/13_embedded.ipynb #3f806151
 def evaluate_embedded(model,                       # an `EmbeddedSR` (or any model with `.sample`)
