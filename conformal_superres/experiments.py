@@ -19,8 +19,8 @@ from .protocol import draw_samples, model_name
 from .uncertainty import Uncertainty
 
 # %% auto #0
-__all__ = ['ESTIMATORS', 'METRICS', 'POOL_SIZES', 'MapPool', 'compute_map_pool', 'cache_dir', 'model_fingerprint',
-           'cached_map_pool', 'bundled_map_pool', 'experiment_pool']
+__all__ = ['ESTIMATORS', 'METRICS', 'SAMPLING_SCHEME', 'POOL_SIZES', 'MapPool', 'compute_map_pool', 'cache_dir',
+           'model_fingerprint', 'cached_map_pool', 'bundled_map_pool', 'experiment_pool']
 
 # %% ../nbs/19_experiments.ipynb #0a3bbd01
 ESTIMATORS = {'pixel variance': Uncertainty(),
@@ -121,9 +121,16 @@ def cache_dir()->Path:
         root = Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'conformal-superres'
     return Path(root)
 
+SAMPLING_SCHEME = 2   # bump when the code that draws or stores samples changes: caches made by other code then miss
+# 2: `PerturbedModel` keeps a deterministic model's own output as sample 1; calibration seeds each image by its content
+
+_SAMPLING_SETTINGS = ('scale', 'noise', 'shift', 'flips', 'shift_method', 'keep_prediction', 'steps', 'precision', 'tile', 'overlap')
+
 def model_fingerprint(model)->str:
-    "A short hash of the model's name and, when it has one, its `state_dict` (so new weights give new caches)."
+    "A short hash of the model's name, its plain settings (noise, shifts, scale, ...) and, when it has one, its `state_dict`."
     h = hashlib.sha256(model_name(model).encode())
+    settings = {k: getattr(model, k) for k in _SAMPLING_SETTINGS if isinstance(getattr(model, k, None), (bool, int, float, str))}
+    h.update(json.dumps(settings, sort_keys=True).encode())
     net = model if hasattr(model, 'state_dict') else getattr(model, 'net', None)
     if net is not None and hasattr(net, 'state_dict'):
         for k, v in net.state_dict().items():
@@ -144,14 +151,17 @@ def cached_map_pool(name:str,              # a label for the file name, e.g. 'he
     "Load the pool from the cache folder, or compute it with `compute_map_pool` and save it there."
     estimators = ESTIMATORS if estimators is None else estimators
     metrics = METRICS if metrics is None else metrics
-    ident = dict(key=key, model=model_fingerprint(model), n_samples=n_samples, seed=seed,
+    ident = dict(scheme=SAMPLING_SCHEME, key=key, model=model_fingerprint(model), n_samples=n_samples, seed=seed,
                  estimators={k: u.config() for k, u in estimators.items()}, metrics={k: m.config() for k, m in metrics.items()})
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
     path = cache_dir() / f'mappool-{name}-{digest}.npz'
-    if path.exists(): return MapPool.load(path)
+    ident = json.loads(json.dumps(ident, sort_keys=True, default=str))   # as it reads back from the file
+    if path.exists():
+        pool = MapPool.load(path)
+        if pool.meta.get('identity') == ident: return pool   # a file whose stored identity differs is recomputed, never reused
     if not compute: return None
     pool = compute_map_pool(model, pairs_fn(), estimators, metrics, n_samples, seed, progress=progress)
-    pool.meta['key'] = key
+    pool.meta['key'], pool.meta['identity'] = key, ident
     pool.save(path)
     return pool
 

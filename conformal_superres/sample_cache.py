@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from .experiments import MapPool, cache_dir, model_fingerprint
+from .experiments import SAMPLING_SCHEME, MapPool, cache_dir, model_fingerprint
 from .protocol import model_name
 from .protocol import draw_samples
 from .models import PerturbedModel, bicubic_model, as_model
@@ -131,7 +131,7 @@ SamplePool.save, SamplePool.load = _save, staticmethod(_load)
 
 def sample_identity(model, key:dict, n_samples:int, seed:int)->dict:
     "Everything that determines a pool of samples: format, model name and weights, data key, M, seed."
-    return dict(format=SAMPLE_FORMAT, model=model_name(model), weights=model_fingerprint(model),
+    return dict(format=SAMPLE_FORMAT, scheme=SAMPLING_SCHEME, model=model_name(model), weights=model_fingerprint(model),
                 key=key, n_samples=int(n_samples), seed=int(seed))
 
 def cached_sample_pool(name:str,          # a label for the file name, e.g. 'table-128'
