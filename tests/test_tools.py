@@ -69,3 +69,14 @@ def test_runner_fails_loudly_and_writes_nothing(tmp_path, capsys):
     ok, _, _ = run.run_notebook(p, {'slow', 'gpu'})
     assert not ok and p.read_text() == before
     assert 'ZeroDivisionError' in capsys.readouterr().err
+
+def test_device_script_names_files_that_exist():
+    "bench/gpu_check.sh runs once on a lent GPU with no second try: every notebook and script it names must exist."
+    import re
+    text = (ROOT / 'bench' / 'gpu_check.sh').read_text()
+    named = set(re.findall(r'\b((?:nbs|bench|tools)/[\w./-]+\.(?:ipynb|py|sh))\b', text))
+    assert any(p.endswith('.ipynb') for p in named) and any(p.endswith('.py') for p in named)
+    missing = sorted(p for p in named if not (ROOT / p).exists())
+    assert not missing, f"bench/gpu_check.sh names files that are not in the repository: {missing}"
+    for nb in (p for p in named if p.endswith('.ipynb')):   # the GPU step runs its `#| gpu` cells: it must have some
+        assert '#| gpu' in (ROOT / nb).read_text(), nb
