@@ -336,6 +336,8 @@ def main(argv=None):
         print(f"== {len(missing)} link(s) to names without a show_doc entry on their page (linked to the page instead):")
         for m in missing[:40]: print('   ' + m)
         if len(missing) > 40: print(f"   ... and {len(missing) - 40} more")
+        problems.append(f"{len(missing)} link(s) to a name without its show_doc entry: add `show_doc(NAME)` "
+                        "after the cell that defines it")
     (OUT/'.nojekyll').touch()
     print(f"== site built in {time.time() - t0:.0f} s: {len(pages)} pages ({len(chapters)} chapters, {len(tutorials)} tutorials) in {OUT.relative_to(ROOT)}/")
     if problems:
