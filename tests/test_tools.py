@@ -80,3 +80,29 @@ def test_device_script_names_files_that_exist():
     assert not missing, f"bench/gpu_check.sh names files that are not in the repository: {missing}"
     for nb in (p for p in named if p.endswith('.ipynb')):   # the GPU step runs its `#| gpu` cells: it must have some
         assert '#| gpu' in (ROOT / nb).read_text(), nb
+
+def test_stored_progress_bars_keep_only_their_final_state():
+    "tqdm redraws a line with carriage returns: a notebook stores what a terminal would show, not every frame."
+    w = lambda s: s.ljust(30)   # tqdm pads each frame to the width of the one it overwrites
+    frames = ["\r", w("photos:   0%|   | 0/22 [?it/s]") + "\r", w("photos:  45%|#  | 10/22") + "\r",
+              w("photos: 100%|###| 22/22") + "\n", "\n", "a line of its own\n",
+              "\r", w("temporary:  50%|#  | 1/2") + "\r", "\r" + " " * 30 + "\r"]   # leave=False clears its line
+    outs = run._tidy([{'name': 'stderr', 'output_type': 'stream', 'text': frames}], 1400)
+    assert outs[0]['text'] == ["photos: 100%|###| 22/22\n", "\n", "a line of its own\n"]
+    assert run._as_shown("abcdef\rXY\n") == ["XYcdef\n"]   # a shorter rewrite leaves the rest, as on a terminal
+    plain = ["no carriage return\n", "\n", "kept as it is"]
+    assert run._tidy([{'name': 'stdout', 'output_type': 'stream', 'text': list(plain)}], 1400)[0]['text'] == plain
+
+def test_stored_figures_are_tidied_once():
+    "A photograph-sized figure is capped and turned into a palette PNG once; tidying the notebook again leaves it alone."
+    import base64, io
+    import numpy as np
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (700, 1600, 3), dtype=np.uint8)).save(buf, 'PNG')
+    outs = [{'output_type': 'display_data', 'metadata': {}, 'data': {'image/png': base64.b64encode(buf.getvalue()).decode()}}]
+    once = run._tidy(outs, 1400)[0]['data']['image/png']
+    im = Image.open(io.BytesIO(base64.b64decode(once)))
+    assert max(im.size) == 1400 and im.mode == 'P'
+    again = run._tidy([{'output_type': 'display_data', 'metadata': {}, 'data': {'image/png': once}}], 1400)[0]['data']['image/png']
+    assert again == once

@@ -37,6 +37,7 @@ def _shrink_png(b64:str, max_side:int)->str:
     from PIL import Image
     raw = base64.b64decode(b64)
     im = Image.open(io.BytesIO(raw))
+    if im.mode == 'P' and max(im.size) <= max_side: return b64   # stored by this rule already: leave it as it is
     if max(im.size) > max_side:
         f = max_side / max(im.size)
         im = im.resize((max(1, round(im.width * f)), max(1, round(im.height * f))), Image.LANCZOS)
@@ -45,12 +46,29 @@ def _shrink_png(b64:str, max_side:int)->str:
         buf = io.BytesIO(); im.convert('RGB').quantize(256, method=Image.Quantize.MEDIANCUT).save(buf, 'PNG', optimize=True)
     return base64.b64encode(buf.getvalue()).decode('ascii') + '\n' if len(buf.getvalue()) < len(raw) else b64
 
+def _as_shown(text:str)->list[str]:
+    """Stream text as a terminal leaves it, as lines: a line rewritten with carriage returns (a progress bar)
+    keeps its last state, and one that ends cleared is dropped."""
+    pieces, out = text.split('\n'), []
+    for k, body in enumerate(pieces):
+        end = '\n' if k < len(pieces) - 1 else ''
+        if '\r' not in body:
+            if body or end: out.append(body + end)
+            continue
+        shown = ''
+        for part in body.split('\r'): shown = part + shown[len(part):]   # each return writes over the line from its start
+        if shown.strip(): out.append(shown.rstrip() + end)
+    return out
+
 def _tidy(outs:list, max_side:int)->list:
-    "Outputs as stored: no execution counts, the repository's path written relative to it, PNGs capped in size."
+    """Outputs as stored: no execution counts, the repository's path written relative to it, progress bars
+    at their final state, PNGs capped in size."""
     root = str(ROOT) + os.sep
     def text(t): return [x.replace(root, '') for x in t] if isinstance(t, list) else t.replace(root, '')
     for o in outs:
         if o.get('output_type') == 'execute_result': o['execution_count'] = None
+        if o.get('output_type') == 'stream' and '\r' in ''.join(o.get('text', [])):
+            o['text'] = _as_shown(''.join(o['text']))
         if 'text' in o: o['text'] = text(o['text'])
         data = o.get('data', {})
         for k in ('text/plain', 'text/markdown', 'text/html'):
