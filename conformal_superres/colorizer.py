@@ -14,7 +14,7 @@ from torch import Tensor
 from .colour import lab_to_rgb, rgb_to_lab
 from .photos import bundled_photos
 from .pairs import make_pairs, random_crops
-from .embedded import ResBlock, fit_flow, photo_pyramid, time_embedding
+from .embedded import ResBlock, _read_flow_net, _save_flow_net, fit_flow, photo_pyramid, time_embedding
 from .fidelity import Neighbourhood
 from .uncertainty import Uncertainty
 
@@ -249,14 +249,8 @@ def save_colorizer(net:ColorFlowNet,   # trained network
                    path:str|Path,      # file to write (.pt)
                    info:dict|None=None, # JSON-able facts to keep beside the weights (training, metrics)
                   )->Path:
-    "Write the network as a `weights_only`-loadable file with float16 weights."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().to(torch.float16) if v.is_floating_point() else v.detach().cpu()
-             for k, v in net.state_dict().items()}
-    torch.save({'format': _FORMAT, 'version': 1, 'config': dict(net.config), 'state_dict': state,
-                'info': json.loads(json.dumps(info or {}))}, path)
-    return path
+    "Write the network as a `weights_only`-loadable file with float16 weights (atomically: the old file or the new one, never a part)."
+    return _save_flow_net(net, path, _FORMAT, info)
 
 def load_colorizer(path:str|Path|None=None, # weights file; None: the one shipped in the package
                    device='cpu',            # where the network runs
@@ -265,18 +259,10 @@ def load_colorizer(path:str|Path|None=None, # weights file; None: the one shippe
                   )->Colorizer:
     "Load the colorizer (weights read with `weights_only=True`)."
     path = WEIGHTS_PATH if path is None else Path(path)
-    if not path.exists():
-        hint = ("the package was installed without its weights: reinstall conformal-superres, or run"
-                " nbs/14b_train_colorizer.ipynb to train and write them") if path == WEIGHTS_PATH else "check the path"
-        raise FileNotFoundError(f"colorizer weights not found at {path}; {hint}")
-    ck = torch.load(path, map_location='cpu', weights_only=True)
-    if not isinstance(ck, dict) or ck.get('format') != _FORMAT:
-        raise ValueError(f"{path} is not a colorizer weights file (no '{_FORMAT}' marker); write it with save_colorizer")
-    if ck.get('version') != 1:
-        raise ValueError(f"{path} has format version {ck.get('version')}; this package reads version 1: upgrade conformal-superres")
-    net = ColorFlowNet(**ck['config'])
-    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck['state_dict'].items()})
-    return Colorizer(net.to(device), steps=steps, max_batch=max_batch, info=ck.get('info'))
+    config, state, info = _read_flow_net(path, _FORMAT, 'colorizer', WEIGHTS_PATH, 'nbs/14b_train_colorizer.ipynb', 'save_colorizer')
+    net = ColorFlowNet(**config)
+    net.load_state_dict(state)
+    return Colorizer(net.to(device), steps=steps, max_batch=max_batch, info=info)
 
 # %% ../nbs/13b_colorizer.ipynb #a0aec492
 def colour_batch(pyramid:list[Tensor],                # uint8 (3,h,w) images from `embedded.photo_pyramid`

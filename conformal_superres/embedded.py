@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 from .colour import as_image_batch
+from .images import write_atomic
 from .pairs import batched, crop_to_multiple, degrade, make_pairs, random_crops
 from .photos import bundled_photos
 from .fidelity import Neighbourhood, psnr
@@ -221,18 +222,44 @@ class EmbeddedSR(SRModelBase):
         return load_embedded(device=device, **kwargs)
 
 # %% ../nbs/13_embedded.ipynb #41f07dc1
+def _save_flow_net(net:nn.Module, path, fmt:str, info:dict|None)->Path:
+    "Write `net` (its `config` and float16 weights) with the format marker `fmt`, in one atomic step."
+    state = {k: v.detach().cpu().to(torch.float16) if v.is_floating_point() else v.detach().cpu()
+             for k, v in net.state_dict().items()}
+    doc = {'format': fmt, 'version': 1, 'config': dict(net.config), 'state_dict': state,
+           'info': json.loads(json.dumps(info or {}))}
+    return write_atomic(Path(path), lambda tmp: torch.save(doc, tmp))
+
+def _read_flow_net(path:Path, fmt:str,
+                   what:str,       # what the file holds, for messages: 'embedded model', 'colorizer'
+                   shipped:Path,   # the package's own file
+                   trainer:str,    # the notebook that trains and writes the shipped file
+                   writer:str,     # the function that writes such files
+                  )->tuple[dict, dict, dict]:  # network config, float32 state dict, info
+    "Read a file written by `_save_flow_net` (`weights_only=True`), with an error naming the fix for each way it can be wrong."
+    a_what = ('an ' if what[0] in 'aeiou' else 'a ') + what
+    if not path.exists():
+        hint = (f"the package was installed without its weights: reinstall conformal-superres, or run {trainer} "
+                "to train and write them") if path == shipped else "check the path"
+        raise FileNotFoundError(f"{what} weights not found at {path}; {hint}")
+    try: ck = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path} cannot be read as {a_what} weights file ({type(e).__name__}); "
+                         f"it is damaged or of another kind: write it again with {writer}") from None
+    if not isinstance(ck, dict) or ck.get('format') != fmt:
+        raise ValueError(f"{path} is not {a_what} weights file (no '{fmt}' marker); "
+                         f"write it with {writer}")
+    if ck.get('version') != 1:
+        raise ValueError(f"{path} has format version {ck.get('version')}; this package reads version 1: upgrade conformal-superres")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in ck['state_dict'].items()}
+    return ck['config'], state, ck.get('info') or {}
+
 def save_embedded(net:FlowSRNet,        # trained network
                   path:str|Path,        # file to write (.pt)
                   info:dict|None=None,  # JSON-able facts to keep beside the weights (training, metrics)
                  )->Path:
-    "Write the network as a `weights_only`-loadable file with float16 weights."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().to(torch.float16) if v.is_floating_point() else v.detach().cpu()
-             for k, v in net.state_dict().items()}
-    torch.save({'format': 'conformal-superres/embedded', 'version': 1, 'config': dict(net.config),
-                'state_dict': state, 'info': json.loads(json.dumps(info or {}))}, path)
-    return path
+    "Write the network as a `weights_only`-loadable file with float16 weights (atomically: the old file or the new one, never a part)."
+    return _save_flow_net(net, path, 'conformal-superres/embedded', info)
 
 def load_embedded(path:str|Path|None=None, # weights file; None: the one shipped in the package
                   device='cpu',            # where the network runs
@@ -242,18 +269,11 @@ def load_embedded(path:str|Path|None=None, # weights file; None: the one shipped
                  )->EmbeddedSR:
     "Load the embedded model (weights read with `weights_only=True`)."
     path = WEIGHTS_PATH if path is None else Path(path)
-    if not path.exists():
-        hint = ("the package was installed without its weights: reinstall conformal-superres, or run"
-                " nbs/14_train_embedded.ipynb to train and write them") if path == WEIGHTS_PATH else "check the path"
-        raise FileNotFoundError(f"embedded model weights not found at {path}; {hint}")
-    ck = torch.load(path, map_location='cpu', weights_only=True)
-    if not isinstance(ck, dict) or ck.get('format') != 'conformal-superres/embedded':
-        raise ValueError(f"{path} is not an embedded-model weights file (no 'format' marker); write it with save_embedded")
-    if ck.get('version') != 1:
-        raise ValueError(f"{path} has format version {ck.get('version')}; this package reads version 1: upgrade conformal-superres")
-    net = FlowSRNet(**ck['config'])
-    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck['state_dict'].items()})
-    return EmbeddedSR(net.to(device), steps=steps, precision=precision, max_batch=max_batch, info=ck.get('info'))
+    config, state, info = _read_flow_net(path, 'conformal-superres/embedded', 'embedded-model', WEIGHTS_PATH,
+                                         'nbs/14_train_embedded.ipynb', 'save_embedded')
+    net = FlowSRNet(**config)
+    net.load_state_dict(state)
+    return EmbeddedSR(net.to(device), steps=steps, precision=precision, max_batch=max_batch, info=info)
 
 # %% ../nbs/13_embedded.ipynb #6fbf0e0d
 def photo_pyramid(images,                   # iterable of (3,H,W) float images in [0,1]

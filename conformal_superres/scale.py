@@ -4,7 +4,7 @@
 
 # %% ../nbs/11b_scale.ipynb #c81ed7e7
 from __future__ import annotations
-import dataclasses, hashlib, json, os, shutil, tempfile, warnings
+import dataclasses, hashlib, json, shutil, tempfile, warnings
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 from .calibration import Calibrator, Records, loss_records
+from .images import write_atomic
 
 # %% auto #0
 __all__ = ['STORE_FORMAT', 'image_generator', 'run_config', 'fingerprint', 'RecordStore', 'put', 'get', 'halo_rows', 'row_bands',
@@ -64,7 +65,7 @@ class RecordStore:
                                  "its records cannot be reused: pass a new store folder, or delete this one to start afresh")
         else:
             (self.path / 'records').mkdir(parents=True, exist_ok=True)
-            _atomic_write(head, json.dumps(dict(format=STORE_FORMAT, version=1, fingerprint=self.fingerprint,
+            write_atomic(head, json.dumps(dict(format=STORE_FORMAT, version=1, fingerprint=self.fingerprint,
                                                 config=self.config), indent=1).encode())
         (self.path / 'records').mkdir(exist_ok=True)
 
@@ -75,17 +76,6 @@ class RecordStore:
     def __len__(self): return sum(1 for _ in (self.path / 'records').glob('*.npz'))
 
 # %% ../nbs/11b_scale.ipynb #1a96edd5
-def _atomic_write(path:Path, data:bytes):
-    "Write `data` to `path` so that readers see the old file or the whole new one, never a part."
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix='.' + path.name, suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data); f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp): os.unlink(tmp)
-        raise
-
 def _encode(image_id:str, r:Records, fp:str)->bytes:
     "One image's records as the bytes of an `.npz` file."
     import io
@@ -111,7 +101,7 @@ def _decode(data)->tuple:
 def put(self:RecordStore, image_id:str, records:Records)->bool:
     "Write one image's records (atomically); returns False, writing nothing, if the image is already stored."
     if image_id in self: return False
-    _atomic_write(self._file(image_id), _encode(image_id, records, self.fingerprint))
+    write_atomic(self._file(image_id), _encode(image_id, records, self.fingerprint))
     return True
 
 def get(self:RecordStore, image_id:str)->Records|None:

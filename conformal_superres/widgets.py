@@ -4,7 +4,7 @@
 
 # %% ../nbs/24_widgets.ipynb #cee9fe9f
 from __future__ import annotations
-import hashlib, io, json, os, tempfile
+import hashlib, io, json
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 from .calibration import Calibrator, largest_below
 from .colour import as_image_batch
+from .images import write_files
 
 # %% auto #0
 __all__ = ['ANNOTATION_KIND', 'ANNOTATION_VERSION', 'ANNOTATION_LEVELS', 'ExplorerMaps', 'explorer_maps', 'MaskView',
@@ -182,15 +183,6 @@ def _annotation_paths(path)->tuple[Path, Path]:
     if p.suffix.lower() in ('.png', '.json'): p = p.with_suffix('')
     return p.with_suffix('.png'), p.with_suffix('.json')
 
-def _atomic_write(path:Path, data:bytes):
-    "Write `data` to `path` through a temporary file in the same folder and a rename (readers see old or new, never half)."
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f: f.write(data); f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
-
 def _check_annotation(a, bound:float, what:str)->np.ndarray:
     if isinstance(a, Tensor): a = a.detach().cpu().numpy()
     a = np.asarray(a)
@@ -208,7 +200,7 @@ def save_annotation(path,            # where to write: NAME, NAME.png or NAME.js
                     bound:float=3.0, # B, the semantic metric's bound
                     **meta,          # more JSON-able facts for the sidecar (e.g. image='photo-12', note='...')
                    )->tuple[Path, Path]: # the PNG and the JSON written
-    "Save a semantic annotation as a 16-bit PNG (value v means v*B/65535) and a JSON sidecar, each written atomically."
+    "Save a semantic annotation as a 16-bit PNG (value v means v*B/65535) and a JSON sidecar, written together atomically."
     bound = float(bound)
     if not (np.isfinite(bound) and bound > 0): raise ValueError(f"the bound must be a positive number, got {bound}")
     a = _check_annotation(annotation, bound, 'the annotation')
@@ -223,7 +215,7 @@ def save_annotation(path,            # where to write: NAME, NAME.png or NAME.js
     info = {'kind': ANNOTATION_KIND, 'version': ANNOTATION_VERSION, 'bound': bound, 'height': a.shape[0], 'width': a.shape[1],
             'levels': ANNOTATION_LEVELS, 'png_sha256': hashlib.sha256(data).hexdigest(), **meta}
     text = json.dumps(info, indent=1).encode()
-    _atomic_write(png, data); _atomic_write(side, text)
+    write_files({png: data, side: text})   # both files or neither
     return png, side
 
 # %% ../nbs/24_widgets.ipynb #1cbaddc7
