@@ -118,12 +118,19 @@ FIDELITIES = {c.name: c for c in (Pointwise, Neighbourhood, SmoothedError, Seman
 def fidelity_from_config(config:dict, # as returned by `metric.config()`, e.g. {'name': 'neighbourhood', 'kernel': 'box:5'}
                         )->FidelityMetric:
     "Rebuild a fidelity metric from its configuration."
+    return _from_registry(FIDELITIES, config, 'fidelity metric')
+
+def _from_registry(registry:dict,  # {name: class}
+                   config:dict,    # {'name': ..., **arguments of the class}
+                   what:str,       # what the classes are, for messages ('fidelity metric', 'task')
+                  ):
+    "The object a `config()` describes, rebuilt from a registry of classes (also used for tasks), with errors naming the fix."
     if not isinstance(config, dict) or 'name' not in config:
-        raise ValueError(f"a fidelity configuration is a dict with a 'name' (one of {sorted(FIDELITIES)}), got {config!r}")
+        raise ValueError(f"a {what} configuration is a dict with a 'name' (one of {sorted(registry)}), got {config!r}")
     args = dict(config); name = args.pop('name')
-    if name not in FIDELITIES: raise ValueError(f"unknown fidelity metric {name!r}; known ones: {sorted(FIDELITIES)}")
-    try: return FIDELITIES[name](**args)
-    except TypeError: raise ValueError(f"fidelity metric {name!r} does not take the arguments {sorted(args)}") from None
+    if name not in registry: raise ValueError(f"unknown {what} {name!r}; known ones: {sorted(registry)}")
+    try: return registry[name](**args)
+    except TypeError: raise ValueError(f"{what} {name!r} does not take the arguments {sorted(args)}") from None
 
 # %% ../nbs/03_fidelity.ipynb #814e5ac0
 class ChromaNeighbourhood(_Windowed):

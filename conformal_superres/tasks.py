@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 from .colour import as_image_batch
+from .fidelity import _from_registry
 from .protocol import model_name, model_scale
 
 # %% auto #0
@@ -116,12 +117,7 @@ TASKS = {c.name: c for c in (SuperResolution, Colorization, Denoising, Inpaintin
 def task_from_config(config:dict, # as returned by `task.config()`, e.g. {'name': 'denoising', 'noise': 0.1}
                     )->Task:
     "Rebuild a task from its configuration."
-    if not isinstance(config, dict) or 'name' not in config:
-        raise ValueError(f"a task configuration is a dict with a 'name' (one of {sorted(TASKS)}), got {config!r}")
-    args = dict(config); name = args.pop('name')
-    if name not in TASKS: raise ValueError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
-    try: return TASKS[name](**args)
-    except TypeError: raise ValueError(f"task {name!r} does not take the arguments {sorted(args)}") from None
+    return _from_registry(TASKS, config, 'task')
 
 def as_task(task=None,          # a `Task`, a task name (see `TASKS`), or None for super-resolution
             scale:int|None=None, # the SR factor when `task` is None or 'super-resolution' (default 4)
