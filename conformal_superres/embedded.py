@@ -231,7 +231,7 @@ def _save_flow_net(net:nn.Module, path, fmt:str, info:dict|None)->Path:
     return write_atomic(Path(path), lambda tmp: torch.save(doc, tmp))
 
 def _read_flow_net(path:Path, fmt:str,
-                   what:str,       # what the file holds, for messages: 'embedded model', 'colorizer'
+                   what:str,       # what the file holds, for messages: 'embedded-model', 'colorizer'
                    shipped:Path,   # the package's own file
                    trainer:str,    # the notebook that trains and writes the shipped file
                    writer:str,     # the function that writes such files
