@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_calibration.ipynb #14ef276a
 from __future__ import annotations
-import math
+import math, sys
 import warnings
 from fractions import Fraction
 from dataclasses import dataclass
@@ -182,6 +182,17 @@ def min_calibration_size(alpha:float,       # target risk level, 0 < alpha <= bo
     while _infeasible(alpha, n, bound): n += 1                     # or undershot: the sweep's own exact test
     return n
 
+_PASS_THROUGH = ('contextlib', 'functools', 'torch.utils._contextlib')   # decorators around the package's methods
+
+def _caller_stacklevel()->int:
+    "The `stacklevel` at which a warning points at the first caller outside this package: the user's own line."
+    frame, level = sys._getframe(1), 1
+    while frame is not None:
+        mod = frame.f_globals.get('__name__', '')
+        if not (mod == 'conformal_superres' or mod.startswith('conformal_superres.') or mod in _PASS_THROUGH): break
+        frame, level = frame.f_back, level + 1
+    return level
+
 def _warn_too_few(a:np.ndarray, n:int, bound:float):
     "Warn when some alpha is below B/(n+1): no mask can be calibrated."
     low = a[[_infeasible(x, n, bound) for x in a]]
@@ -190,7 +201,7 @@ def _warn_too_few(a:np.ndarray, n:int, bound:float):
         need = min_calibration_size(amin, bound)
         warnings.warn(f"alpha={amin:g} is below B/(n+1) = {bound / (n + 1):.4g} with n={n} calibration images"
                       f"{f' ({low.size} alphas)' if low.size > 1 else ''}: no threshold is valid and the mask is empty "
-                      f"(threshold -inf); n >= B/alpha - 1 = {need} calibration images are needed", stacklevel=3)
+                      f"(threshold -inf); n >= B/alpha - 1 = {need} calibration images are needed", stacklevel=_caller_stacklevel())
 
 # %% ../nbs/05_calibration.ipynb #c1405673
 def _sweep(records:list)->tuple[np.ndarray, np.ndarray, int]:

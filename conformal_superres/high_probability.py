@@ -9,7 +9,7 @@ import warnings
 from typing import Sequence
 import numpy as np
 from scipy import stats
-from .calibration import _sweep, limit_mask
+from .calibration import _caller_stacklevel, _sweep, limit_mask
 
 # %% auto #0
 __all__ = ['hb_pvalue', 'hp_min_calibration_size', 'high_probability_limits', 'high_probability_mask',
@@ -70,7 +70,7 @@ def high_probability_limits(records,               # a `Calibrator`, or its per-
     if warn and np.isneginf(out).any():
         amin = float(a[np.isneginf(out)].min())
         warnings.warn(f"alpha={amin:g}, delta={delta:g}: with n={n} calibration images even the empty mask cannot "
-                      f"be certified; n >= {hp_min_calibration_size(amin, delta, bound)} images are needed", stacklevel=2)
+                      f"be certified; n >= {hp_min_calibration_size(amin, delta, bound)} images are needed", stacklevel=_caller_stacklevel())
     return out
 
 def high_probability_mask(calibrator,      # a filled `Calibrator`

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from .calibration import Calibrator, Records, loss_records
+from .calibration import Calibrator, Records, _caller_stacklevel, loss_records
 from .images import write_atomic
 
 # %% auto #0
@@ -110,7 +110,8 @@ def get(self:RecordStore, image_id:str)->Records|None:
     if not f.exists(): return None
     try: rid, fp, r = _decode(f)
     except Exception as e:
-        warnings.warn(f"record file {f} of image {image_id!r} cannot be read ({type(e).__name__}: {e}); it will be computed again")
+        warnings.warn(f"record file {f} of image {image_id!r} cannot be read ({type(e).__name__}: {e}); it will be computed again",
+                      stacklevel=_caller_stacklevel())
         f.unlink(missing_ok=True)
         return None
     if rid != str(image_id) or fp != self.fingerprint:

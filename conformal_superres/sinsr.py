@@ -10,6 +10,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from .calibration import _caller_stacklevel
 from .colour import as_image_batch
 
 # %% auto #0
@@ -540,7 +541,7 @@ def load_weights(net:nn.Module,    # the network to fill (its configuration must
     now = net.state_dict()
     stale = [k for k in derived & set(state) if not torch.equal(state[k].to(own[k].device, own[k].dtype), now[k])]
     if stale: warnings.warn(f"{len(stale)} derived buffers in the file differ from their recomputation and were ignored "
-                            f"(e.g. {stale[0]})")
+                            f"(e.g. {stale[0]})", stacklevel=_caller_stacklevel())
     return net
 
 # %% ../nbs/15_sinsr.ipynb #d63d75fc

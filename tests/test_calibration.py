@@ -467,3 +467,18 @@ class _MapFidelity:
     def __init__(self, fid): self.fid = fid
     def __call__(self, hr, pred): return torch.stack([torch.from_numpy(self.fid[_index(h)]) for h in hr])
     def config(self): return {'kind': 'map-fidelity'}
+
+
+def test_too_few_images_warning_points_at_the_callers_line():
+    "Raised several calls deep (ConformalMask -> Calibrator -> the sweep), the warning names the user's file and line."
+    import inspect
+    from conformal_superres.mask import ConformalMask
+    from conformal_superres.models import PerturbedModel, bicubic_model
+    pairs = [(torch.rand(3, 8, 8), torch.rand(3, 32, 32)) for _ in range(3)]
+    cm = ConformalMask(PerturbedModel(bicubic_model(4), 4), n_samples=2)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        line = inspect.currentframe().f_lineno + 1
+        cm.calibrate(pairs, alphas=[0.1], progress=False)
+    hits = [x for x in w if 'calibration images are needed' in str(x.message)]
+    assert hits and hits[0].filename == __file__ and hits[0].lineno == line, [(x.filename, x.lineno) for x in w]
