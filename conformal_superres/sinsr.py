@@ -721,7 +721,10 @@ class SinSR:
     def _noise(self, n:int, shape, generator)->Tensor:
         "n standard normal fields, drawn one after the other (grouping-independent), float32 on the device."
         dev = generator.device if generator is not None else self.device
-        return torch.stack([torch.randn(tuple(shape), generator=generator, device=dev) for _ in range(n)]).to(self.device)
+        eps = torch.stack([torch.randn(tuple(shape), generator=generator, device=dev) for _ in range(n)])
+        if eps.device.type == 'cpu' and self.device.type == 'cuda':   # a CPU generator: a copy the host need not wait for
+            return eps.pin_memory().to(self.device, non_blocking=True)
+        return eps.to(self.device)
 
     def _denoise(self, z_y:Tensor, x:Tensor, eps:Tensor)->Tensor:
         "(m,B,3,h,w) noise fields -> (m*B,3,h,w) clean latents: tiles of all draws and images batched, tiles blended."
@@ -752,9 +755,9 @@ class SinSR:
         cuda = self.device.type == 'cuda' and self.overlap_decode
         main = torch.cuda.current_stream(self.device) if cuda else None
         side = torch.cuda.Stream(self.device) if cuda else None
-        outs = []
+        eps, outs = self._noise(m, z_y.shape, generator), []   # all draws' noise first: one copy, before the GPU work
         for s in range(0, m, g):
-            z0 = self._denoise(z_y, x, self._noise(min(g, m - s), z_y.shape, generator))
+            z0 = self._denoise(z_y, x, eps[s:s + g])
             if not cuda: outs.append(self._decode(z0)); continue
             side.wait_stream(main)               # the decoder starts when this group's latents are ready...
             with torch.cuda.stream(side): outs.append(self._decode(z0))
