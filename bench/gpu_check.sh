@@ -4,7 +4,7 @@
 # Writes bench/results/sinsr_gpu.md (the table to commit) and logs in bench/results/; when $OUT is set (a folder
 # that comes back from the machine) they are copied there after every step, so a run stopped early still returns
 # what it finished. Steps, most important first, each with its own time limit:
-#   1. bench/sinsr.py, official precision, autoencoder on whole 512-pixel tiles (the original's), batched and naive
+#   1. bench/sinsr.py, official precision, autoencoder on whole 512-pixel tiles (the original's), batched and naive, 2048x2048 first
 #   2. the notebook's `#| gpu` cells: nbdev_test --flags gpu --path nbs/15_sinsr.ipynb
 #   3. bench/sinsr.py at 2048x2048 with smaller autoencoder chunks (128) and channels-last, and in bf16
 #   4. bench/sinsr_profile.py on the GPU (top CUDA operations at 2048x2048)
@@ -31,8 +31,9 @@ nvidia-smi -L 2>&1 | tee -a $LOG
 python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())' 2>&1 | tee -a $LOG
 { echo "# SinSR on $(python3 -c 'import torch; print(torch.cuda.get_device_name())'), $(date -u +%F)"; echo
   echo "Written by bench/gpu_check.sh; random weights of the full official configuration; M = 10 draws of one image;"
-  echo "samples/s of SinSR.sample (batched) and SinSR.sample_naive (the official loop); FLOPs counted on the meta device."; } > $MD
-step 200 python3 bench/sinsr.py --sizes 256 1024 2048 --m 10 --precision official --max-batch 4 --no-4k --out $MD $X
+  echo "samples/s of SinSR.sample (batched, M draws) and SinSR.sample_naive (the official loop, one draw after another: timed on 3 draws);"
+  echo "FLOPs counted on the meta device; each row is written as soon as it is measured."; } > $MD
+step 200 python3 bench/sinsr.py --sizes 2048 1024 256 --m 10 --precision official --max-batch 4 --no-4k --out $MD $X
 step 140 nbdev_test --path nbs/15_sinsr.ipynb --flags gpu --do_print
 step 60 python3 bench/sinsr.py --sizes 2048 --m 10 --precision official --max-batch 8 --ae-tile 128 --channels-last --no-naive --no-4k --out $MD $X
 step 45 python3 bench/sinsr.py --sizes 2048 --m 10 --precision bf16 --max-batch 4 --no-naive --no-4k --out $MD $X

@@ -7,7 +7,7 @@ configuration, one precision) it reports samples per second of
   all tiles and draws batched, autoencoder on whole 512-pixel tiles, on CUDA the decoder one group
   of draws behind the UNet on a second stream), and
 - `naive`: `SinSR.sample_naive` (the official loop: per draw and per tile, encode, fresh noise,
-  UNet, decode; draws in sequence),
+  UNet, decode; draws in sequence, so its rate is timed on min(M, 3) draws),
 
 measured in the same run on the same weights, with their ratio, and the peak memory:
 
@@ -145,18 +145,26 @@ def main():
             "meta-replay bound (batched) | TFLOP per sample | TFLOP/s | fraction of bf16/fp16 peak | GPU |")
     lines = [head, '|' + '---|' * (head.count('|') - 1)]
     print('\n' + '\n'.join(lines), flush=True)
+    def write(text):   # each row as soon as it is measured: a run stopped by its time limit keeps what it finished
+        if not a.out: return
+        os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+        with open(a.out, 'a') as f: f.write(text)
+    write(f"\n{title}\n\n" + '\n'.join(lines) + '\n')
     for s in a.sizes:
         lr = torch.rand(1, 3, s // 4, s // 4, generator=torch.Generator().manual_seed(s))
         rate, cuda_peak = {}, '-'
         for name in (['batched'] if a.no_naive else ['batched', 'naive']):
             fn = sr.sample if name == 'batched' else sr.sample_naive
-            fn(lr, min(a.m, a.max_batch), torch.Generator(dev).manual_seed(0))   # warm-up at the batch shapes timed below
-            if name == 'batched' and a.m > a.max_batch: fn(lr, a.m, torch.Generator(dev).manual_seed(0))   # and the tail batches
+            # the naive loop handles one draw after another, the same work per draw: 3 timed draws give its rate
+            m = a.m if name == 'batched' else min(a.m, 3)
+            fn(lr, min(m, a.max_batch) if name == 'batched' else 1, torch.Generator(dev).manual_seed(0))   # warm-up
+            if name == 'batched' and a.m > a.max_batch and a.compile:   # compiled: every batch shape compiles once, so
+                fn(lr, a.m, torch.Generator(dev).manual_seed(0))             # the tail batches are warmed up too
             if cuda: torch.cuda.reset_peak_memory_stats(dev)
             with Measure(name, quiet=True, sync=sync, memory=False) as mt:
-                out = fn(lr, a.m, torch.Generator(dev).manual_seed(1))
+                out = fn(lr, m, torch.Generator(dev).manual_seed(1))
             del out
-            rate[name] = a.m / mt.seconds
+            rate[name] = m / mt.seconds
             if cuda and name == 'batched': cuda_peak = f"{torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GiB"
         bound = meta_peak(s // 4, s // 4, a.m, prec, **kw)
         flops = meta_flops(s // 4, s // 4, a.m, prec, **kw) / a.m
@@ -166,11 +174,8 @@ def main():
         frac = f"{tfs / peak:.1%}" if peak else '-'
         row = (f"| {s}x{s} | {prec} | {rate['batched']:.3f} | {naive} | {ratio} | {cuda_peak} | {bound / 2**30:.2f} GiB | "
                f"{flops / 1e12:.2f} | {tfs:.1f} | {frac} | {gpu} |")
-        lines.append(row); print(row, flush=True)
+        lines.append(row); print(row, flush=True); write(row + '\n')
     if not cuda: print(f"process max RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
-    if a.out:
-        os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-        with open(a.out, 'a') as f: f.write(f"\n{title}\n\n" + '\n'.join(lines) + '\n')
 
 if __name__ == '__main__':
     main()
