@@ -5,7 +5,7 @@
 # that comes back from the machine) they are copied there after every step, so a run stopped early still returns
 # what it finished. Steps, most important first, each with its own time limit:
 #   1. bench/sinsr.py, official precision, autoencoder on whole 512-pixel tiles (the original's), batched and naive, 2048x2048 first
-#   2. the notebook's `#| gpu` cells: nbdev_test --flags gpu --path nbs/15_sinsr.ipynb
+#   2. the notebook's `#| gpu` cells: nbdev_test --flags gpu --path nbs/models/15_sinsr.ipynb
 #   3. bench/sinsr.py at 2048x2048 with smaller autoencoder chunks (128) and channels-last, and in bf16
 #   4. bench/sinsr_profile.py on the GPU (top CUDA operations at 2048x2048)
 #   5. bench/sinsr.py at 2048x2048 with torch.compile (compiles during the warm-up)
@@ -34,7 +34,7 @@ python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_devic
   echo "samples/s of SinSR.sample (batched, M draws) and SinSR.sample_naive (the official loop, one draw after another: timed on 3 draws);"
   echo "FLOPs counted on the meta device; each row is written as soon as it is measured."; } > $MD
 step 200 python3 bench/sinsr.py --sizes 2048 1024 256 --m 10 --precision official --max-batch 4 --no-4k --out $MD $X
-step 140 nbdev_test --path nbs/15_sinsr.ipynb --flags gpu --do_print
+step 140 nbdev_test --path nbs/models/15_sinsr.ipynb --flags gpu --do_print
 step 60 python3 bench/sinsr.py --sizes 2048 --m 10 --precision official --max-batch 8 --ae-tile 128 --channels-last --no-naive --no-4k --out $MD $X
 step 45 python3 bench/sinsr.py --sizes 2048 --m 10 --precision bf16 --max-batch 4 --no-naive --no-4k --out $MD $X
 step 60 python3 bench/sinsr_profile.py --device cuda --size 2048 --m 2 --top 15

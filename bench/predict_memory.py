@@ -13,7 +13,7 @@ import json, os, resource, sys, time
 import numpy as np, torch
 from PIL import Image
 torch.set_num_threads(int(os.environ.get('THREADS', '2')))
-from conformal_superres.cli import main
+from conformal_superres.cli.main import main
 work = sys.argv[1]
 t0 = time.time()
 argv = ['predict', '--calibration', f'{work}/cal.json', f'{work}/input.png', '--out', f'{work}/out-{os.getpid()}']
@@ -44,7 +44,7 @@ def main():
 import numpy as np
 from PIL import Image
 from skimage import data
-from conformal_superres.cli import main
+from conformal_superres.cli.main import main
 import os
 os.makedirs("{work}/photos")
 Image.fromarray(data.chelsea()).save("{work}/photos/c.png")

@@ -73,7 +73,7 @@ def _peak(): return _status('self', 'VmHWM:')
 def run_stream(args):
     from calibration import make_image   # bench/calibration.py's synthetic images: sigma informative of D, ties
     from conformal_superres.calibration import Calibrator, loss_records
-    from conformal_superres.scale import RecordStore
+    from conformal_superres.at_scale import RecordStore
     cal, marks, t0 = Calibrator(B), {}, time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         store = RecordStore(tmp, dict(bench='synthetic', seed=args.seed, size=[H4K, W4K]))
@@ -118,7 +118,7 @@ def run_files(args):
     from conformal_superres.mask import ConformalMask
     from conformal_superres.uncertainty import Uncertainty
     from conformal_superres.fidelity import Neighbourhood
-    from conformal_superres.scale import calibrator_at_scale, folder_items
+    from conformal_superres.at_scale import calibrator_at_scale, folder_items
     if args.engine == 'ray':
         import ray
         ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -156,7 +156,7 @@ def close_to(band, whole):
 def make_folders(tmp, n_photos, n_4k):
     "A folder of links to real photos, and one of photos enlarged to 3840x2160 PNGs."
     from PIL import Image
-    from conformal_superres.photos import bundled_photos
+    from conformal_superres.data.photos import bundled_photos
     photos = bundled_photos('interior')[:n_photos]
     real, big = Path(tmp) / 'photos', Path(tmp) / '4k'
     real.mkdir(); big.mkdir()

@@ -38,8 +38,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the package of this checkout
-import conformal_superres.sinsr as sinsr
-from conformal_superres.sinsr import SinSR, ResShiftUNet, VQAutoencoder, set_precision, PRECISIONS
+import conformal_superres.models.sinsr as sinsr
+from conformal_superres.models.sinsr import SinSR, ResShiftUNet, VQAutoencoder, set_precision, PRECISIONS
 from _measure import Measure  # bench/_measure.py (this script's folder)
 
 # Dense (no sparsity) bf16/fp16 tensor-core peaks in TFLOP/s from the vendors' data sheets, by a

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the package of this checkout
-from conformal_superres.sinsr import SinSR, ResShiftUNet, VQAutoencoder, default_precision, PRECISIONS
+from conformal_superres.models.sinsr import SinSR, ResShiftUNet, VQAutoencoder, default_precision, PRECISIONS
 
 KINDS = {'convolution': 'convolutions', 'addmm': 'matrix products', 'mm': 'matrix products', 'bmm': 'matrix products',
          'baddbmm': 'matrix products'}

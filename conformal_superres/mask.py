@@ -169,7 +169,7 @@ def _check_pair(self:ConformalMask, lr:Tensor, hr:Tensor, i:int):
     if tuple(hr.shape) != want:
         raise ValueError(f"pair {i}: high-res image is {tuple(hr.shape)} but the low-res {tuple(lr.shape)} at scale "
                          f"{self.scale} gives {want}; crop the high-res image to a multiple of {self.scale} "
-                         "and degrade that crop (conformal_superres.pairs.degrade)")
+                         "and degrade that crop (conformal_superres.data.pairs.degrade)")
 
 # %% ../nbs/07_mask.ipynb #5a88657f
 def _scored(self:ConformalMask, pairs, desc:str, progress:bool):
@@ -187,12 +187,12 @@ def calibrate(self:ConformalMask,
               pairs,               # iterable of (lr, hr) or (lr, hr, semantic_map); each (3,h,w) or a batch
               alphas=(0.1,),       # risk level(s) $\alpha$ to calibrate; more can be read off later with `limit`
               progress:bool=True,  # show a tqdm progress bar
-              engine:str|None=None, # None: this loop; 'local' or 'ray': `conformal_superres.scale` (record store, resumable)
+              engine:str|None=None, # None: this loop; 'local' or 'ray': `conformal_superres.at_scale` (record store, resumable)
               workers:int=1,       # Ray workers (engine='ray')
               store=None,          # record-store folder: a stopped run resumes from it (engine 'local' or 'ray')
               guarantee:str='expected', # 'expected' (Theorem 2.1) or 'high-probability' (risk <= alpha with probability >= 1 - delta)
               delta:float=0.1,     # failure probability of the 'high-probability' guarantee
-              **scale_options,     # more options of `conformal_superres.scale.calibrator_at_scale` (address, band_rows, ...)
+              **scale_options,     # more options of `conformal_superres.at_scale.calibrator_at_scale` (address, band_rows, ...)
              )->dict:              # {alpha: r*}
     "Calibrate the limit $r^*$ on calibration pairs (Theorem 2.1, or the high-probability rule), streaming image by image."
     if guarantee not in ('expected', 'high-probability'):
@@ -200,7 +200,7 @@ def calibrate(self:ConformalMask,
     if guarantee == 'high-probability' and not 0 < delta < 1: raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
     self.guarantee = dict(kind=guarantee, delta=float(delta) if guarantee == 'high-probability' else None)
     if engine is not None or store is not None:
-        from .scale import calibrator_at_scale   # imported here: scale builds on this module
+        from .at_scale import calibrator_at_scale   # imported here: at_scale builds on this module
         cal = calibrator_at_scale(self, pairs, store=store, engine=engine or 'local', workers=workers, progress=progress, **scale_options)
     else:
         cal = Calibrator(bound=self.bound)

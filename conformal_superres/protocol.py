@@ -41,7 +41,7 @@ def model_scale(model)->int:
     scale = getattr(model, 'scale', None)
     if scale is None:
         raise AttributeError(f"model {model_name(model)!r} has no `scale` attribute; wrap it with "
-                             "conformal_superres.models.as_model(fn, scale=4)")
+                             "conformal_superres.models.adapters.as_model(fn, scale=4)")
     return int(scale)
 
 def draw_samples(model, lr:Tensor, n_samples:int, generator:torch.Generator|None=None)->Tensor:

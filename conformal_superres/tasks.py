@@ -52,7 +52,7 @@ class SuperResolution(Task):
         self.scale = int(scale)
     def config(self): return {'name': self.name, 'scale': self.scale}
     def degrade(self, y, generator=None)->Tensor:
-        from conformal_superres.pairs import degrade   # pairs builds on this module (its pairs are made for a task): imported when called
+        from conformal_superres.data.pairs import degrade   # pairs builds on this module (its pairs are made for a task): imported when called
         return degrade(y, self.scale)
 
 # %% ../nbs/06b_tasks.ipynb #ccd542aa

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 from .calibration import Calibrator, largest_below
 from .colour import as_image_batch
-from .images import write_files
+from .data.images import write_files
 
 # %% auto #0
 __all__ = ['ANNOTATION_KIND', 'ANNOTATION_VERSION', 'ANNOTATION_LEVELS', 'ExplorerMaps', 'explorer_maps', 'MaskView',

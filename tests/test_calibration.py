@@ -473,7 +473,7 @@ def test_too_few_images_warning_points_at_the_callers_line():
     "Raised several calls deep (ConformalMask -> Calibrator -> the sweep), the warning names the user's file and line."
     import inspect
     from conformal_superres.mask import ConformalMask
-    from conformal_superres.models import PerturbedModel, bicubic_model
+    from conformal_superres.models.adapters import PerturbedModel, bicubic_model
     pairs = [(torch.rand(3, 8, 8), torch.rand(3, 32, 32)) for _ in range(3)]
     cm = ConformalMask(PerturbedModel(bicubic_model(4), 4), n_samples=2)
     with warnings.catch_warnings(record=True) as w:

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from conformal_superres.cli import main, EXIT_CODES
+from conformal_superres.cli.main import main, EXIT_CODES
 
 FAST = ['--model', 'bicubic-perturbed', '--crop', '32', '--crops-per-image', '6', '-M', '3', '--quiet']
 
@@ -186,7 +186,7 @@ def test_keep_samples_then_evaluate_with_samples(setup, capsys, tmp_path):
 
 def test_console_script_exit_status(tmp_path):
     "The installed entry point: the message on stderr and the status reach the shell."
-    r = subprocess.run([sys.executable, '-c', 'from conformal_superres.cli import main; main()', 'predict', '--calibration',
+    r = subprocess.run([sys.executable, '-c', 'from conformal_superres.cli.main import main; main()', 'predict', '--calibration',
                         str(tmp_path / 'none.json'), str(tmp_path / 'x.png')], capture_output=True, text=True)
     assert r.returncode == 3 and r.stderr.startswith('conformal-superres: error: ') and 'Traceback' not in r.stderr, r.stderr
 

@@ -1,4 +1,4 @@
-"Tests of conformal_superres.images, photos, pairs and datasets: image files in odd formats, bundled photos, degradation, crops, pairs, splits, folder loaders."
+"Tests of conformal_superres.data.images, photos, pairs and datasets: image files in odd formats, bundled photos, degradation, crops, pairs, splits, folder loaders."
 import io, pickle, struct, zlib
 from pathlib import Path
 import numpy as np
@@ -7,10 +7,10 @@ import tifffile
 import torch
 from PIL import Image, ImageOps
 
-from conformal_superres.photos import HELD_OUT_PHOTO_IDS, PHOTO_FAMILIES, TRAIN_PHOTO_IDS, _interior_paths, bundled_photos
-from conformal_superres.pairs import Pair, PhotoPair, _photo_seed, crop_to_multiple, degrade, iter_pairs, make_pairs, random_crops, split_pairs, batched
-from conformal_superres.images import Photo, load_image, pil_to_tensor, encode_image
-from conformal_superres.datasets import benchmark_pairs, div2k, image_folder, liu4k
+from conformal_superres.data.photos import HELD_OUT_PHOTO_IDS, PHOTO_FAMILIES, TRAIN_PHOTO_IDS, _interior_paths, bundled_photos
+from conformal_superres.data.pairs import Pair, PhotoPair, _photo_seed, crop_to_multiple, degrade, iter_pairs, make_pairs, random_crops, split_pairs, batched
+from conformal_superres.data.images import Photo, load_image, pil_to_tensor, encode_image
+from conformal_superres.data.datasets import benchmark_pairs, div2k, image_folder, liu4k
 
 RNG = np.random.default_rng(20240607)
 

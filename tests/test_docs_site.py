@@ -115,7 +115,7 @@ def test_page_in_browser(site, page):
 def test_site_has_every_chapter(site):
     "Each notebook of nbs/ has its page (number prefix dropped), and every tutorial is under tutorials/."
     nbs = ROOT/'nbs'
-    want = {re.sub(r'^\d+[a-z]?_', '', p.stem) + '.html' for p in nbs.glob('*.ipynb') if not p.name.startswith(('_', '.'))}
-    want |= {p.relative_to(nbs).with_suffix('.html').as_posix() for p in (nbs/'tutorials').rglob('*.ipynb')} if (nbs/'tutorials').exists() else set()
+    page = lambda p: (p.relative_to(nbs).parent / re.sub(r'^\d+[a-z]?_', '', p.stem)).with_suffix('.html').as_posix()
+    want = {page(p) for p in nbs.rglob('*.ipynb') if not any(s.startswith(('_', '.')) for s in p.relative_to(nbs).parts)}
     missing = sorted(w for w in want if w not in PAGES and re.sub(r'(^|/)\d+[a-z]?_', r'\1', w) not in PAGES)
     assert not missing, f"pages missing from _docs/: {missing}; rebuild with `bash tools/build_docs.sh`"

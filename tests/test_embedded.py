@@ -1,7 +1,7 @@
 "Tests of the embedded generative x4 model and its shipped weights (budget: well under 30 s on 2 cores)."
 import pytest
 import torch
-from conformal_superres.embedded import (WEIGHTS_PATH, EmbeddedSR, FlowSRNet, evaluate_embedded,
+from conformal_superres.models.embedded import (WEIGHTS_PATH, EmbeddedSR, FlowSRNet, evaluate_embedded,
                                          held_out_pairs, load_embedded, save_embedded)
 
 

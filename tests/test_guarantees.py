@@ -12,9 +12,9 @@ import pytest
 from scipy import stats
 
 from conformal_superres.calibration import brute_force_threshold, calibrate_threshold, mask_loss
-from conformal_superres.risk_check import RiskPool, check_risk, random_splits
+from conformal_superres.experiments.risk_check import RiskPool, check_risk, random_splits
 from conformal_superres.bounds import crc_lower_bound, leakage_bound, leakage_corrected_alpha, psnr_lower_bound
-from conformal_superres.kutiel import hallucination_images, kutiel_calibrate, kutiel_critical_value, kutiel_threshold, masked_divergence, two_type_counterexample
+from conformal_superres.experiments.kutiel import hallucination_images, kutiel_calibrate, kutiel_critical_value, kutiel_threshold, masked_divergence, two_type_counterexample
 from conformal_superres.calibration import min_calibration_size
 
 Z = 4.5  # tolerance in standard errors

@@ -1,4 +1,4 @@
-"Tests of conformal_superres.models: output normalisation, the flaky callable, a fake HTTP service, sample folders, the perturbation wrapper."
+"Tests of conformal_superres.models.adapters: output normalisation, the flaky callable, a fake HTTP service, sample folders, the perturbation wrapper."
 import http.server, io, threading, time
 from contextlib import contextmanager
 from pathlib import Path
@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from conformal_superres.pairs import degrade
-from conformal_superres.images import encode_image, load_image
-from conformal_superres.models import SHIFT_METHODS, CallableModel, FolderSamples, HTTPModel, ModelCallError, ModelOutputError, PerturbedModel, as_model, bicubic_model, normalise_output, subpixel_shift
+from conformal_superres.data.pairs import degrade
+from conformal_superres.data.images import encode_image, load_image
+from conformal_superres.models.adapters import SHIFT_METHODS, CallableModel, FolderSamples, HTTPModel, ModelCallError, ModelOutputError, PerturbedModel, as_model, bicubic_model, normalise_output, subpixel_shift
 from conformal_superres.protocol import SRModel, draw_samples
 
 
@@ -249,7 +249,7 @@ def test_folder_samples(sample_folder):
 
 
 def test_folder_samples_decode_each_file_once(sample_folder, monkeypatch):
-    import conformal_superres.models as models
+    import conformal_superres.models.adapters as models
     reads = []
     real = models.load_image
     monkeypatch.setattr(models, 'load_image', lambda f: (reads.append(Path(f).relative_to(sample_folder).as_posix()), real(f))[1])
@@ -362,8 +362,8 @@ def test_as_model():
 def test_with_conformal_mask(sample_folder):
     "The adapters plug into ConformalMask: perturbed bicubic, and a folder of samples."
     from conformal_superres.mask import ConformalMask, summarise
-    from conformal_superres.photos import bundled_photos
-    from conformal_superres.pairs import make_pairs
+    from conformal_superres.data.photos import bundled_photos
+    from conformal_superres.data.pairs import make_pairs
     pairs = make_pairs(bundled_photos('skimage')[:3], 32, 2, seed=0)
     cm = ConformalMask(PerturbedModel(bicubic_model(4)), n_samples=4)
     t = cm.calibrate(pairs, alphas=(0.45,), progress=False)[0.45]   # 0.45 > B/(n+1) = 3/7: a finite threshold

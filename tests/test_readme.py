@@ -28,7 +28,7 @@ sys.meta_path[:] = [Hide(f) for f in sys.meta_path]
 import conformal_superres
 for m in pkgutil.iter_modules(conformal_superres.__path__):
     importlib.import_module(f'conformal_superres.{m.name}')
-from conformal_superres.photos import bundled_photos
+from conformal_superres.data.photos import bundled_photos
 try: bundled_photos('interior'); raise SystemExit('bundled_photos worked without the demo extra')
 except ImportError as e: assert 'pip install "conformal-superres[demo]"' in str(e), e
 import torch

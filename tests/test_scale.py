@@ -11,7 +11,7 @@ from conformal_superres.calibration import Records
 from conformal_superres.mask import ConformalMask
 from conformal_superres.uncertainty import Uncertainty
 from conformal_superres.fidelity import Neighbourhood
-from conformal_superres.scale import RecordStore, calibrator_at_scale, run_config
+from conformal_superres.at_scale import RecordStore, calibrator_at_scale, run_config
 
 ray = pytest.importorskip('ray', reason='the Ray engine needs the ray extra: pip install "conformal-superres[ray]"')
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])   # the workers cannot import this test file
@@ -134,8 +134,8 @@ def test_other_configuration_refused(cluster, reference, tmp_path):
 
 def test_mask_and_command_line(cluster, reference, tmp_path):
     "ConformalMask.calibrate(engine='ray') and `conformal-superres calibrate --engine ray` on image files."
-    from conformal_superres.cli import main
-    from conformal_superres.images import encode_image
+    from conformal_superres.cli.main import main
+    from conformal_superres.data.images import encode_image
     pairs, ref = reference
     cm = mask_of(NoisyBicubic())
     lim = cm.calibrate(pairs, ALPHAS, engine='ray', workers=2, store=tmp_path / 'm', progress=False)

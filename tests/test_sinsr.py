@@ -1,4 +1,4 @@
-"""Tests of conformal_superres.sinsr: the state dict against the reference key list, checkpoint loading, and the sampler
+"""Tests of conformal_superres.models.sinsr: the state dict against the reference key list, checkpoint loading, and the sampler
 (tiny networks, CPU). Randomised tests draw a fresh seed and name it in their assert messages (and print it: pytest
 shows the output of a failing test); `SINSR_TEST_SEED=<seed> pytest tests/test_sinsr.py` reruns them with that seed."""
 import copy, math, os, random
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from conformal_superres.sinsr import (SinSR, ResShiftUNet, VQAutoencoder, WindowAttention, PRECISIONS, read_reference_keys,
+from conformal_superres.models.sinsr import (SinSR, ResShiftUNet, VQAutoencoder, WindowAttention, PRECISIONS, read_reference_keys,
                                       derived_buffers, load_weights, one_step_constants, resshift_etas, shifted_window_mask,
                                       tile_spans, set_precision, default_precision, _blend_tiles, _run_tiled)
 from conformal_superres.uncertainty import Uncertainty

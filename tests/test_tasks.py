@@ -4,12 +4,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conformal_superres.cli import parser, run_demo, UsageError
+from conformal_superres.cli.main import parser, run_demo, UsageError
 from conformal_superres.fidelity import ChromaNeighbourhood, Neighbourhood
 from conformal_superres.mask import ConformalMask
-from conformal_superres.models import PerturbedModel
-from conformal_superres.pairs import batched, degrade, make_pairs
-from conformal_superres.photos import bundled_photos
+from conformal_superres.models.adapters import PerturbedModel
+from conformal_superres.data.pairs import batched, degrade, make_pairs
+from conformal_superres.data.photos import bundled_photos
 from conformal_superres.tasks import Colorization, Denoising, Inpainting, SuperResolution, as_task
 
 
@@ -109,7 +109,7 @@ def test_demo_parser_takes_a_task():
 
 
 def _colorizer_or_skip():
-    from conformal_superres.colorizer import WEIGHTS_PATH, load_colorizer
+    from conformal_superres.models.colorizer import WEIGHTS_PATH, load_colorizer
     if not WEIGHTS_PATH.exists(): pytest.skip(f"no colorizer weights at {WEIGHTS_PATH}")
     return load_colorizer()
 
@@ -138,7 +138,7 @@ def test_cli_calibrate_and_evaluate_the_colorizer(tmp_path):
     _colorizer_or_skip()
     from PIL import Image
     from skimage import data as skdata
-    from conformal_superres.cli import main
+    from conformal_superres.cli.main import main
     folder = tmp_path / 'photos'; folder.mkdir()
     Image.fromarray(skdata.astronaut()[:96, :96]).save(folder / 'a.png')
     Image.fromarray(skdata.chelsea()[:96, :96]).save(folder / 'b.png')

@@ -36,7 +36,7 @@ def settings()->dict:
 def notebooks()->list[Path]:
     "Every notebook of the site: the chapters and index in `nbs/`, then the tutorials (any depth)."
     skip = lambda p: any(part.startswith(('.', '_')) for part in p.relative_to(NBS).parts)
-    top = sorted(p for p in NBS.glob('*.ipynb') if not skip(p))
+    top = sorted(p for p in NBS.rglob('*.ipynb') if not skip(p) and p.relative_to(NBS).parts[0] != 'tutorials')
     tut = sorted(p for p in (NBS/'tutorials').rglob('*.ipynb') if not skip(p)) if (NBS/'tutorials').exists() else []
     return top + tut
 

@@ -24,7 +24,7 @@ Usage (from the repository root; the project's virtual environment, with the pac
     python tools/fix_notebooks.py                 # check and fix every notebook under nbs/
     python tools/fix_notebooks.py --check         # only list the offenders; exit 1 if any
     python tools/fix_notebooks.py --render        # also run nbdev's processors on each notebook
-    python tools/fix_notebooks.py nbs/07_mask.ipynb nbs/12_models.ipynb
+    python tools/fix_notebooks.py nbs/07_mask.ipynb nbs/models/12_adapters.ipynb
 
 Running it twice changes nothing the second time. Run `nbdev_clean` afterwards, as before any commit.
 """

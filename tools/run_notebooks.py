@@ -18,7 +18,7 @@ Usage, from the repository root with the project's virtual environment:
 
     python tools/run_notebooks.py                         # the chapters, the index and the tutorials
     python tools/run_notebooks.py nbs/07_mask.ipynb nbs/tutorials/01_quickstart.ipynb
-    python tools/run_notebooks.py --run-flag slow nbs/19_experiments.ipynb
+    python tools/run_notebooks.py --run-flag slow nbs/experiments/19_map_pool.ipynb
 """
 from __future__ import annotations
 import argparse, configparser, json, os, sys, time
@@ -132,7 +132,7 @@ def main(argv=None):
     os.environ.setdefault('MPLBACKEND', 'Agg')
     sys.path.insert(0, str(ROOT))
     skip_flags = test_flags() - set(a.run_flag)
-    paths = [Path(p).resolve() for p in a.paths] or sorted((ROOT / 'nbs').glob('*.ipynb')) + sorted((ROOT / 'nbs' / 'tutorials').glob('*.ipynb'))
+    paths = [Path(p).resolve() for p in a.paths] or sorted(p for p in (ROOT / 'nbs').rglob('*.ipynb') if '.ipynb_checkpoints' not in p.parts)
     if a.tidy_only:
         for p in paths: tidy_notebook(p, a.max_png_side)
         return 0
