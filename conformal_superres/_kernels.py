@@ -13,12 +13,13 @@ import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = []
+__all__ = ['run_tasks', 'band_elements', 'kernel_band_rows', 'row_chunks', 'scratch_buffers', 'fit_buffers', 'jit_kernel',
+           'launch_kernel', 'cpu_array', 'use_numba']
 
 # %% ../nbs/00_kernels.ipynb #0d1910c1
 _GRAIN = 32767  # elements per operation on a band: below torch's parallel grain (32768), so each op runs serially
 
-def _run_tasks(tasks:list,      # independent pieces of work
+def run_tasks(tasks:list,      # independent pieces of work
                fn,              # fn(task, scratch) does one
                make_scratch,    # make_scratch() -> per-thread scratch buffers
                device=None,     # tasks on other devices than the CPU run in order on the calling thread
@@ -41,26 +42,26 @@ def _run_tasks(tasks:list,      # independent pieces of work
 
 _SERIAL_BAND = 4 * _GRAIN  # elements per operation when torch runs on one thread: fewer, larger operations
 
-def _band_elements()->int:
+def band_elements()->int:
     "Elements per operation on a band: below torch's grain when it has several threads, larger when it has one."
     return _GRAIN if torch.get_num_threads() > 1 else _SERIAL_BAND
 
-def _band_rows(H:int, W:int, device)->int:
-    "Rows per band: operations of about `_band_elements()` elements on the CPU, whole images elsewhere."
+def kernel_band_rows(H:int, W:int, device)->int:
+    "Rows per band: operations of about `band_elements()` elements on the CPU, whole images elsewhere."
     if torch.device(device).type != 'cpu': return max(H, 1)
-    return max(1, min(H, _band_elements() // (3 * max(W, 1))))
+    return max(1, min(H, band_elements() // (3 * max(W, 1))))
 
 # %% ../nbs/00_kernels.ipynb #c53966c4
-def _bands(x:Tensor, rows:int)->list:
+def row_chunks(x:Tensor, rows:int)->list:
     "Views (3, rows*W) of the bands of rows of every image of a (B,3,H,W) tensor (copies if it is not contiguous per image)."
     B, _, H, W = x.shape
     return [band for b in range(B) for band in x[b].reshape(3, H * W).split(rows * W, 1)]
 
-def _scratch(n:int, dtype, device, k:int)->list:
+def scratch_buffers(n:int, dtype, device, k:int)->list:
     "k contiguous buffers (3, n), with views for a last, shorter band made on demand."
     return [torch.empty(3, n, dtype=dtype, device=device) for _ in range(k)]
 
-def _fit(bufs:list, m:int)->list:
+def fit_buffers(bufs:list, m:int)->list:
     "The buffers as contiguous (3, m) views (m <= n)."
     return bufs if bufs[0].shape[1] == m else [b.view(-1)[:3 * m].view(3, m) for b in bufs]
 
@@ -76,7 +77,7 @@ def _cacheable(fn)->bool:
         return True
     except Exception: return False   # compile in every process instead of failing to import
 
-def _jit(**kw):
+def jit_kernel(**kw):
     "`numba.njit` for the package's kernels: vectorisable float arithmetic, cached on disk where possible."
     def wrap(fn): return numba.njit(cache=_cacheable(fn), fastmath=_FASTMATH, error_model='numpy', **kw)(fn)
     return wrap
@@ -93,7 +94,7 @@ def _numba_threads():
     "Let numba's kernels use as many threads as torch (the user's one setting), within numba's pool."
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
-def _launch(kernel, *args):
+def launch_kernel(kernel, *args):
     "Run a parallel kernel on torch's number of threads, one launch at a time."
     with _LAUNCH_LOCK:
         _numba_threads()
@@ -103,10 +104,10 @@ def _launch(kernel, *args):
 # %% ../nbs/00_kernels.ipynb #4dc28ac7
 _CPU_KERNEL = 'numba'   # 'torch' runs the band kernel on the CPU too (the tests compare the two)
 
-def _cpu_array(x:Tensor)->np.ndarray:
+def cpu_array(x:Tensor)->np.ndarray:
     "A C-contiguous float32 or float64 NumPy array of a CPU tensor (a view where it can be one; half types widened)."
     if x.dtype not in (torch.float32, torch.float64): x = x.float()
     return x.detach().contiguous().numpy()
 
-def _use_numba(device)->bool:
+def use_numba(device)->bool:
     return torch.device(device).type == 'cpu' and _CPU_KERNEL == 'numba'

@@ -11,8 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from .calibration import Calibrator, Records, _caller_stacklevel, loss_records
+from .calibration import Calibrator, Records, caller_stacklevel, loss_records
 from .data.images import write_atomic
+from .colour import as_image_batch
+from . import sampling
+from .sampling import check_pair, fidelity_maps, sample_chunks, unpack_item
 
 # %% auto #0
 __all__ = ['STORE_FORMAT', 'image_generator', 'run_config', 'fingerprint', 'RecordStore', 'put', 'get', 'halo_rows', 'row_bands',
@@ -23,9 +26,7 @@ def image_generator(cm,  # a `ConformalMask` (its seed)
                     lr,  # one low-res image, `(3,h,w)` or a batch of one, as validated by `as_image_batch`
                    )->torch.Generator: # on `lr`'s device
     "The generator of one image's samples: seeded by the mask's seed and the image's content, as `ConformalMask.calibrate` seeds it."
-    from conformal_superres.mask import _image_seed
-    x = lr[0] if lr.ndim == 4 else lr
-    return torch.Generator(device=lr.device).manual_seed(_image_seed(cm.seed, x))
+    return sampling.image_generator(cm.seed, lr)
 
 # %% ../nbs/07b_at_scale.ipynb #8d2722cc
 def run_config(cm,                 # a `ConformalMask`
@@ -111,7 +112,7 @@ def get(self:RecordStore, image_id:str)->Records|None:
     try: rid, fp, r = _decode(f)
     except Exception as e:
         warnings.warn(f"record file {f} of image {image_id!r} cannot be read ({type(e).__name__}: {e}); it will be computed again",
-                      stacklevel=_caller_stacklevel())
+                      stacklevel=caller_stacklevel())
         f.unlink(missing_ok=True)
         return None
     if rid != str(image_id) or fp != self.fingerprint:
@@ -159,41 +160,18 @@ def merge_records(parts:list, # `Records` of disjoint parts of one image (e.g. r
     return Records(sigma=sig[rises], loss=level[rises], n_pixels=int(sum(p.n_pixels for p in parts)))
 
 # %% ../nbs/07b_at_scale.ipynb #ffa8a1ee
-def _item(item, image_id:str, scale:int)->tuple:
-    "`(lr, hr, extra)` of one calibration item, each a batch of one, checked against the model's scale."
+def _item(item, image_id:str, task)->tuple:
+    "`(lr, hr, extra)` of one calibration item, each a batch of one, checked against the task."
     if callable(item): item = item()
-    if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
-        raise TypeError(f"image {image_id!r}: expected (lr, hr), (lr, hr, semantic_map) or a function returning one, "
-                        f"got {type(item).__name__}")
-    from conformal_superres.colour import as_image_batch
+    lr, hr, extra = unpack_item(item, f'image {image_id!r}')
     # validated (and clamped) as `ConformalMask.calibrate` does: the seed hashes the validated low-res image
-    lr, hr = as_image_batch(item[0], name=f'low-res image {image_id!r}'), as_image_batch(item[1], name=f'high-res image {image_id!r}')
-    extra = item[2] if len(item) == 3 else None
+    lr, hr = as_image_batch(lr, name=f'low-res image {image_id!r}'), as_image_batch(hr, name=f'high-res image {image_id!r}')
     if lr.shape[0] != 1: raise ValueError(f"image {image_id!r} is a batch of {lr.shape[0]}; give each image its own id")
-    want = (1, 3, lr.shape[-2] * scale, lr.shape[-1] * scale)
-    if tuple(hr.shape) != want:
-        raise ValueError(f"image {image_id!r}: high-res image is {tuple(hr.shape)} but the low-res {tuple(lr.shape)} at scale "
-                         f"{scale} gives {want}; crop the high-res image to a multiple of {scale} and degrade that crop")
+    check_pair(task, lr, hr, f'image {image_id!r}')
     if extra is not None and getattr(extra, 'ndim', 3) == 2: extra = extra[None]
     return lr, hr, extra
 
-def _fidelity(cm, hr, pred, extra):
-    "The fidelity map(s) of the mask's metric (a semantic metric takes the user's map)."
-    if getattr(cm.fidelity, 'name', '') == 'semantic':
-        if extra is None: raise ValueError("the semantic fidelity needs a map per image: pass (lr, hr, semantic_map) triples")
-        return cm.fidelity(hr, pred, extra)
-    return cm.fidelity(hr, pred)
-
 # %% ../nbs/07b_at_scale.ipynb #0a023723
-def _sample_stream(cm, lr, generator, one_by_one:bool=False):
-    "The model's samples of `lr` in chunks `(m,1,3,H,W)`, drawn as `ConformalMask` draws them."
-    from conformal_superres.protocol import draw_samples
-    model, M, chunk = cm.model, cm.n_samples, cm.sample_batch
-    if hasattr(model, 'iter_samples'): yield from model.iter_samples(lr, M, generator, chunk); return
-    # a model without `sample` is called once per sample whatever the chunk: one at a time gives the same samples
-    if one_by_one and not hasattr(model, 'sample'): chunk = 1
-    for done in range(0, M, chunk): yield draw_samples(model, lr, min(chunk, M - done), generator)
-
 def _read_rows(path:Path, a:int, b:int, W:int)->torch.Tensor:
     "Rows a..b of a spilled sample `(H,3,W)` float32 file, as `(3,b-a,W)`: read into a fresh buffer, not mapped."
     x = np.fromfile(path, dtype=np.float32, count=(b - a) * 3 * W, offset=a * 3 * W * 4)
@@ -204,7 +182,7 @@ def _banded_records(cm, lr, hr, extra, generator, rows:int)->Records:
     halo = halo_rows(cm)
     with tempfile.TemporaryDirectory(prefix='conformal-superres-') as tmp:
         files, shape = [], None
-        for chunk in _sample_stream(cm, lr, generator, one_by_one=True):
+        for chunk in sample_chunks(cm.model, lr, cm.n_samples, generator, cm.sample_batch, one_by_one=True):
             for s in chunk[:, 0]:
                 shape, f = tuple(s.shape), Path(tmp) / f'{len(files)}.f32'
                 with open(f, 'wb') as out:   # (H,3,W) float32, written band by band: no copy of the whole sample
@@ -222,7 +200,7 @@ def _banded_records(cm, lr, hr, extra, generator, rows:int)->Records:
             sigma = cm.uncertainty(band)[0, lo - a:hi - a]
             pred = band[0].clamp(0, 1)
             ex = None if extra is None else extra[:, a:b]
-            fid = _fidelity(cm, hr[:, :, a:b].to(pred.dtype), pred, ex)[0, lo - a:hi - a]
+            fid = fidelity_maps(cm.fidelity, hr[:, :, a:b].to(pred.dtype), pred, ex)[0, lo - a:hi - a]
             parts.append(loss_records(sigma, fid, cm.bound))
         return merge_records(parts)
 
@@ -234,10 +212,10 @@ def image_records(cm,                    # a `ConformalMask` (its model, M, sigm
                   band_rows:int|None=None, # rows per band; None: the whole image at once
                  )->Records:             # the records of the image's loss curve
     "Draw one image's samples (seeded as `ConformalMask.calibrate` seeds them), compute sigma and D (in bands if asked) and return its records."
-    lr, hr, extra = _item(item, image_id, cm.scale)
+    lr, hr, extra = _item(item, image_id, cm.task)
     if band_rows: return _banded_records(cm, lr, hr, extra, image_generator(cm, lr), int(band_rows))
     pred, sigma = cm.sample_sigma(lr)            # generator None: each image seeded by `cm.seed` and its content
-    return loss_records(sigma[0], _fidelity(cm, hr.to(pred.dtype), pred, extra)[0], cm.bound)
+    return loss_records(sigma[0], fidelity_maps(cm.fidelity, hr.to(pred.dtype), pred, extra)[0], cm.bound)
 
 # %% ../nbs/07b_at_scale.ipynb #46a90c00
 def _keyed(pairs)->dict:

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import math
 import numpy as np
-from .calibration import _check_alpha
+from .calibration import check_alpha
 
 # %% auto #0
 __all__ = ['psnr_lower_bound', 'leakage_bound', 'leakage_corrected_alpha', 'crc_lower_bound']
@@ -16,7 +16,7 @@ def psnr_lower_bound(alpha:float,     # risk level of a metric that bounds the p
                      peak:float=1.0,  # peak signal value of the PSNR (1 for images in [0,1])
                     )->float:         # lower bound on the expected PSNR inside the mask, in dB
     "Proposition 3.1: `E[PSNR inside the mask] >= -20 log10(alpha/peak)` dB."
-    alpha = _check_alpha(alpha, peak)
+    alpha = check_alpha(alpha, peak)
     return -20.0 * math.log10(alpha / peak)
 
 # %% ../nbs/16_bounds.ipynb #4ad86941
@@ -32,7 +32,7 @@ def leakage_bound(alpha:float,   # level the calibration was run at
                   n_leaked:int,  # how many of them come from the model's training data
                  )->float:       # bound on the expected test risk
     "Proposition 3.2: the risk is at most `alpha * (n+1) / (n - n_leaked + 1)`."
-    alpha = _check_alpha(alpha); n, n_leaked = _check_leak(n, n_leaked)
+    alpha = check_alpha(alpha); n, n_leaked = _check_leak(n, n_leaked)
     return alpha * (n + 1) / (n - n_leaked + 1)
 
 def leakage_corrected_alpha(alpha:float,  # risk the user wants to keep
@@ -40,7 +40,7 @@ def leakage_corrected_alpha(alpha:float,  # risk the user wants to keep
                             n_leaked:int, # how many of them (at most) come from the model's training data
                            )->float:      # level to calibrate at
     "The level whose `leakage_bound` is `alpha`: `alpha * (n - n_leaked + 1) / (n + 1)`."
-    alpha = _check_alpha(alpha); n, n_leaked = _check_leak(n, n_leaked)
+    alpha = check_alpha(alpha); n, n_leaked = _check_leak(n, n_leaked)
     return alpha * (n - n_leaked + 1) / (n + 1)
 
 # %% ../nbs/16_bounds.ipynb #3da4a3f9

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 # %% auto #0
-__all__ = ['Records', 'loss_records', 'min_calibration_size', 'limit_mask', 'Calibrator', 'largest_below', 'calibrate_threshold',
+__all__ = ['Records', 'loss_records', 'check_alpha', 'min_calibration_size', 'caller_stacklevel', 'sweep_records',
+           'limits_from_records', 'limit_mask', 'Calibrator', 'largest_below', 'calibrate_threshold',
            'brute_force_threshold', 'mask_loss']
 
 # %% ../nbs/05_calibration.ipynb #532c9a90
@@ -157,7 +158,7 @@ def _check_bound(bound)->float:
     if not (math.isfinite(b) and b > 0): raise ValueError(f"bound B={bound!r} must be a positive finite number (the fidelity metric's .bound)")
     return b
 
-def _check_alpha(alpha, bound=None, name='alpha'):
+def check_alpha(alpha, bound=None, name='alpha'):
     "Refuse a level that is not a positive finite number (or above the bound, when one is given)."
     if not isinstance(alpha, (int, float, np.integer, np.floating)) or not math.isfinite(alpha) or alpha <= 0:
         raise ValueError(f"{name} must be a positive number, got {alpha!r}")
@@ -176,7 +177,7 @@ def min_calibration_size(alpha:float,       # target risk level, 0 < alpha <= bo
     "Least number of calibration images `n = ceil(B/alpha) - 1` (at least 1) for which `B <= alpha (n+1)` (decided exactly)."
     bound = float(bound)
     if not math.isfinite(bound) or bound <= 0: raise ValueError(f"bound must be a positive number, got {bound!r}")
-    alpha = _check_alpha(alpha, bound)
+    alpha = check_alpha(alpha, bound)
     n = max(1, math.ceil(bound / alpha) - 1)
     while n > 1 and not _infeasible(alpha, n - 1, bound): n -= 1   # the closed form overshot by a round-off
     while _infeasible(alpha, n, bound): n += 1                     # or undershot: the sweep's own exact test
@@ -184,7 +185,7 @@ def min_calibration_size(alpha:float,       # target risk level, 0 < alpha <= bo
 
 _PASS_THROUGH = ('contextlib', 'functools', 'torch.utils._contextlib')   # decorators around the package's methods
 
-def _caller_stacklevel()->int:
+def caller_stacklevel()->int:
     "The `stacklevel` at which a warning points at the first caller outside this package: the user's own line."
     frame, level = sys._getframe(1), 1
     while frame is not None:
@@ -201,10 +202,10 @@ def _warn_too_few(a:np.ndarray, n:int, bound:float):
         need = min_calibration_size(amin, bound)
         warnings.warn(f"alpha={amin:g} is below B/(n+1) = {bound / (n + 1):.4g} with n={n} calibration images"
                       f"{f' ({low.size} alphas)' if low.size > 1 else ''}: no threshold is valid and the mask is empty "
-                      f"(threshold -inf); n >= B/alpha - 1 = {need} calibration images are needed", stacklevel=_caller_stacklevel())
+                      f"(threshold -inf); n >= B/alpha - 1 = {need} calibration images are needed", stacklevel=caller_stacklevel())
 
 # %% ../nbs/05_calibration.ipynb #c1405673
-def _sweep(records:list)->tuple[np.ndarray, np.ndarray, int]:
+def sweep_records(records:list)->tuple[np.ndarray, np.ndarray, int]:
     "Distinct merged record values `u`, float running sums `S[k]` of `sum_i l_i(u[k])`, and the number of terms summed."
     if not records: return np.zeros(0), np.zeros(0), 0
     sig = np.concatenate([r.sigma for r in records])
@@ -220,9 +221,9 @@ def _exact_total(records:list, u:float)->Fraction:
 
 _U = 2.0 ** -53   # unit roundoff of float64
 
-def _limits(records:list, a:np.ndarray, bound:float)->np.ndarray:
+def limits_from_records(records:list, a:np.ndarray, bound:float)->np.ndarray:
     "Per alpha, r*: the first merged record value with `sum_i l_i + B > alpha (n+1)` (exactly); +inf if none, -inf if `B > alpha (n+1)`."
-    n, (u, S, m) = len(records), _sweep(records)
+    n, (u, S, m) = len(records), sweep_records(records)
     total = S + bound
     # |float - exact| of `S + B` and of `alpha (n+1)`: m roundings of increments and partial sums, each at most
     # one unit roundoff of a sum <= n B, plus the last two; a generous multiple of that bound
@@ -299,7 +300,7 @@ class Calibrator:
         if self.n == 0: raise ValueError("the calibrator has no images; add (sigma, fidelity) pairs before asking for limits")
         a, scalar = _alphas(alphas, self.bound)
         _warn_too_few(a, self.n, self.bound)
-        lim = _limits(self.records, a, self.bound)
+        lim = limits_from_records(self.records, a, self.bound)
         return float(lim[0]) if scalar else lim
 
     def mask(self,
@@ -368,7 +369,7 @@ def calibrate_threshold(sigmas,           # per-image uncertainty maps: a sequen
     a, scalar = _alphas(alpha, bound)
     records = [_records(*_check_maps(s, d, bound, i)) for i, (s, d) in enumerate(zip(sigmas, fidelities))]
     _warn_too_few(a, len(records), bound)
-    t = largest_below(sigmas, _limits(records, a, bound))
+    t = largest_below(sigmas, limits_from_records(records, a, bound))
     return float(t[0]) if scalar else t
 
 

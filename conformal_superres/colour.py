@@ -9,13 +9,14 @@ import numba
 import numpy as np
 import torch
 from torch import Tensor
-from ._kernels import _run_tasks, _band_rows, _bands, _scratch, _fit, _jit, _launch, _cpu_array, _use_numba
+from ._kernels import run_tasks, kernel_band_rows, row_chunks, scratch_buffers, fit_buffers, jit_kernel, launch_kernel, cpu_array, use_numba
 
 # %% auto #0
-__all__ = ['as_image_batch', 'rgb_to_lab', 'lab_to_rgb', 'normalised_lab', 'normalised_lab_to_rgb']
+__all__ = ['LAB_AFFINE', 'checked_batch', 'as_image_batch', 'work_dtype', 'lab_kernel', 'lab_row', 'rgb_to_lab', 'lab_to_rgb',
+           'normalised_lab', 'normalised_lab_to_rgb']
 
 # %% ../nbs/01_colour.ipynb #a402ad36
-def _checked_batch(x, name:str='image', tol:float=1e-4)->Tensor:
+def checked_batch(x, name:str='image', tol:float=1e-4)->Tensor:
     "The checks of `as_image_batch`, without the clamp: a (B,3,H,W) view of `x` (one pass over the values)."
     if isinstance(x, np.ndarray): x = torch.from_numpy(x)
     if not isinstance(x, Tensor): raise TypeError(f"{name}: expected a torch.Tensor or numpy array, got {type(x).__name__}")
@@ -42,7 +43,7 @@ def as_image_batch(x,                 # image(s): tensor or array, (3,H,W) or (B
                    tol:float=1e-4,    # how far outside [0,1] a value may lie (rounding of model outputs)
                   )->Tensor:          # (B,3,H,W) floating tensor, values clamped into [0,1]
     "Validate an sRGB image batch and return it as a `(B,3,H,W)` float tensor."
-    return _checked_batch(x, name, tol).clamp(0, 1)
+    return checked_batch(x, name, tol).clamp(0, 1)
 
 # %% ../nbs/01_colour.ipynb #c067b9a7
 _XYZ_FROM_RGB = ((0.412453, 0.357580, 0.180423),
@@ -56,7 +57,7 @@ def _mix(m, x:Tensor)->Tensor:
     m = torch.as_tensor(m, dtype=x.dtype, device=x.device)
     return torch.einsum('ij,bjhw->bihw', m, x)
 
-def _work_dtype(x:Tensor):
+def work_dtype(x:Tensor):
     "Half types are converted in float32 and cast back; the cube root of a half loses too much."
     return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
 
@@ -149,7 +150,7 @@ class _LabKernel:
         return out
 
 _KERNELS = {}
-def _lab_kernel(dtype:torch.dtype, device, normalised:bool=True, refine:bool=True)->_LabKernel:
+def lab_kernel(dtype:torch.dtype, device, normalised:bool=True, refine:bool=True)->_LabKernel:
     "The band kernel for a working dtype and device (cached); `refine`: the float32 Newton steps."
     key = (dtype, str(device), normalised, refine)
     if key not in _KERNELS: _KERNELS[key] = _LabKernel(dtype, device, normalised, refine)
@@ -168,11 +169,11 @@ _P13, _MID13, _SC13 = _chebyshev_fit(np.cbrt, 0.5, 1.001)              # t**(1/3
 _CBRT4, _CBRT2 = 4 ** (-1 / 3), 2 ** (-1 / 3)
 _TO_XYZN = tuple(float(v) for v in _XYZN_FROM_RGB.ravel())
 
-@_jit(inline='always')
+@jit_kernel(inline='always')
 def _horner9(p, u):
     return ((((((((p[0] * u + p[1]) * u + p[2]) * u + p[3]) * u + p[4]) * u + p[5]) * u + p[6]) * u + p[7]) * u + p[8])
 
-@_jit(inline='always')
+@jit_kernel(inline='always')
 def _srgb_to_linear(x):
     "One sRGB value (clamped into [0, 1]) to linear light."
     x = min(max(x, 0.0), 1.0)
@@ -187,7 +188,7 @@ def _srgb_to_linear(x):
     z = 0.8 * z + a / (5.0 * z2 * z2)               # Newton on z**5 = y**2
     return a * z * s if x > 0.04045 else x * (1 / 12.92)
 
-@_jit(inline='always')
+@jit_kernel(inline='always')
 def _lab_curve(t):
     "CIELAB's f(t): the cube root above 0.008856, the line below."
     u = max(t, 1e-3)
@@ -200,8 +201,8 @@ def _lab_curve(t):
     r = (2.0 * r + u / (r * r)) * (1 / 3)           # Newton on r**3 = u
     return r * s if t > 0.008856 else 7.787 * t + 16 / 116
 
-@_jit(inline='always')
-def _lab_row(r, g, b, L, A, B, scale, offset):
+@jit_kernel(inline='always')
+def lab_row(r, g, b, L, A, B, scale, offset):
     "sRGB rows r, g, b -> rows of scale * (L, a, b) + offset, in the dtype of the outputs."
     m, (s0, s1, s2), (o0, o1, o2) = _TO_XYZN, scale, offset
     for w in range(r.shape[0]):
@@ -213,15 +214,15 @@ def _lab_row(r, g, b, L, A, B, scale, offset):
         A[w] = 500 * (fx - fy) * s1 + o1
         B[w] = 200 * (fy - fz) * s2 + o2
 
-@_jit(parallel=True)
+@jit_kernel(parallel=True)
 def _lab_cpu(x, out, scale, offset):
     "x (B,3,H,W) sRGB -> out (B,3,H,W) scale * Lab + offset; one task per row."
     nb, _, H, W = x.shape
     for bh in numba.prange(nb * H):
         i, h = bh // H, bh % H
-        _lab_row(x[i, 0, h], x[i, 1, h], x[i, 2, h], out[i, 0, h], out[i, 1, h], out[i, 2, h], scale, offset)
+        lab_row(x[i, 0, h], x[i, 1, h], x[i, 2, h], out[i, 0, h], out[i, 1, h], out[i, 2, h], scale, offset)
 
-_AFFINE = {False: ((1.0, 1.0, 1.0), (0.0, 0.0, 0.0)),
+LAB_AFFINE = {False: ((1.0, 1.0, 1.0), (0.0, 0.0, 0.0)),
            True: (tuple(float(v) for v in 1 / _LAB_SCALE), tuple(float(v) for v in _LAB_SHIFT))}
 
 
@@ -230,25 +231,25 @@ def _convert(rgb:Tensor, normalised:bool)->Tensor:
     "Conversion of a (B,3,H,W) batch into a new tensor of its dtype: compiled on the CPU, band-wise elsewhere."
     if rgb.ndim != 4 or rgb.shape[1] != 3:
         raise ValueError(f"expected an sRGB batch (B,3,H,W), got shape {tuple(rgb.shape)}")
-    if rgb.numel(): _checked_batch(rgb, 'rgb')   # dtype, NaN/inf and range, before any kernel sees the values
-    if _use_numba(rgb.device):
-        x = _cpu_array(rgb)
+    if rgb.numel(): checked_batch(rgb, 'rgb')   # dtype, NaN/inf and range, before any kernel sees the values
+    if use_numba(rgb.device):
+        x = cpu_array(rgb)
         out = np.empty(x.shape, x.dtype)
-        if out.size: _launch(_lab_cpu, x, out, *_AFFINE[normalised])
+        if out.size: launch_kernel(_lab_cpu, x, out, *LAB_AFFINE[normalised])
         return torch.from_numpy(out).to(rgb.dtype)
     B, _, H, W = rgb.shape
-    wd = _work_dtype(rgb)
+    wd = work_dtype(rgb)
     out = torch.empty(rgb.shape, dtype=rgb.dtype, device=rgb.device)
     if out.numel() == 0: return out
-    rows = _band_rows(H, W, rgb.device)
-    kernel = _lab_kernel(wd, rgb.device, normalised)
+    rows = kernel_band_rows(H, W, rgb.device)
+    kernel = lab_kernel(wd, rgb.device, normalised)
     def one(task, bufs):
         x, o = task
-        bufs = _fit(bufs, x.shape[1])
+        bufs = fit_buffers(bufs, x.shape[1])
         res = kernel(x, o if o.dtype == wd else bufs[3], bufs[:3])
         if res is not o: o.copy_(res)
-    _run_tasks(list(zip(_bands(rgb, rows), _bands(out, rows))), one,
-               lambda: _scratch(rows * W, wd, rgb.device, 3 if rgb.dtype == wd else 4), rgb.device)  # a 4th for half types
+    run_tasks(list(zip(row_chunks(rgb, rows), row_chunks(out, rows))), one,
+               lambda: scratch_buffers(rows * W, wd, rgb.device, 3 if rgb.dtype == wd else 4), rgb.device)  # a 4th for half types
     return out
 
 def rgb_to_lab(rgb:Tensor, # (B,3,H,W) sRGB in [0,1]
@@ -261,7 +262,7 @@ def lab_to_rgb(lab:Tensor, # (B,3,H,W) CIELAB
               )->Tensor:   # (B,3,H,W) sRGB, clipped to [0,1]
     "CIELAB (D65) back to sRGB; the inverse of `rgb_to_lab` on the sRGB gamut."
     dt = lab.dtype
-    x = lab.to(_work_dtype(lab))
+    x = lab.to(work_dtype(lab))
     fy = (x[:, 0] + 16) / 116
     f = torch.stack([x[:, 1] / 500 + fy, fy, (fy - x[:, 2] / 200).clamp_min(0)], 1)
     xyz = torch.where(f > 0.2068966, f ** 3, (f - 16 / 116) / 7.787)

@@ -13,7 +13,7 @@ from .filters import Kernel, lowpass
 
 # %% auto #0
 __all__ = ['FIDELITIES', 'image_pair', 'FidelityMetric', 'Pointwise', 'Neighbourhood', 'SmoothedError', 'RGBPointwise',
-           'Semantic', 'fidelity_from_config', 'ChromaNeighbourhood', 'psnr']
+           'Semantic', 'fidelity_from_config', 'from_registry', 'ChromaNeighbourhood', 'psnr']
 
 # %% ../nbs/03_fidelity.ipynb #4aeac4c0
 def image_pair(y,     # true high-resolution image(s) Y: (3,H,W) or (B,3,H,W), sRGB in [0,1]
@@ -118,9 +118,9 @@ FIDELITIES = {c.name: c for c in (Pointwise, Neighbourhood, SmoothedError, Seman
 def fidelity_from_config(config:dict, # as returned by `metric.config()`, e.g. {'name': 'neighbourhood', 'kernel': 'box:5'}
                         )->FidelityMetric:
     "Rebuild a fidelity metric from its configuration."
-    return _from_registry(FIDELITIES, config, 'fidelity metric')
+    return from_registry(FIDELITIES, config, 'fidelity metric')
 
-def _from_registry(registry:dict,  # {name: class}
+def from_registry(registry:dict,  # {name: class}
                    config:dict,    # {'name': ..., **arguments of the class}
                    what:str,       # what the classes are, for messages ('fidelity metric', 'task')
                   ):

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 import torch
 from scipy import ndimage
 from torch import Tensor
-from ._kernels import _run_tasks, _band_elements, _use_numba
+from ._kernels import run_tasks, band_elements, use_numba
 
 # %% auto #0
-__all__ = ['KERNEL_KINDS', 'Kernel', 'reflect_pad', 'box_filter', 'gaussian_weights', 'gaussian_filter', 'lowpass']
+__all__ = ['KERNEL_KINDS', 'Kernel', 'mirror_index', 'reflect_pad', 'accumulation_dtype', 'box_maps_', 'box_filter',
+           'gaussian_weights', 'gaussian_maps_', 'gaussian_filter', 'lowpass']
 
 # %% ../nbs/02_filters.ipynb #75c7eee6
 KERNEL_KINDS = ('box', 'gaussian')
@@ -57,7 +58,7 @@ class Kernel:
         return (self.kind == 'box' and self.size == 1) or (self.kind == 'gaussian' and self.size == 0)
 
 # %% ../nbs/02_filters.ipynb #b9f3cd29
-def _mirror_index(n:int, before:int, after:int, device=None)->Tensor:
+def mirror_index(n:int, before:int, after:int, device=None)->Tensor:
     "Indices into an axis of length `n` that extend it by `before`/`after` reflected pixels (scipy's 'mirror')."
     i = torch.arange(-before, n + after, device=device)
     if n == 1: return torch.zeros_like(i)
@@ -71,12 +72,12 @@ def reflect_pad(x:Tensor,  # (..., H, W)
                )->Tensor:  # (..., H + 2 ph, W + 2 pw)
     "Extend the last two axes by reflection about the edge pixels (torch 'reflect' = scipy 'mirror'), any pad size."
     H, W = x.shape[-2:]
-    if pw: x = x.index_select(-1, _mirror_index(W, pw, pw, x.device))
-    if ph: x = x.index_select(-2, _mirror_index(H, ph, ph, x.device))
+    if pw: x = x.index_select(-1, mirror_index(W, pw, pw, x.device))
+    if ph: x = x.index_select(-2, mirror_index(H, ph, ph, x.device))
     return x
 
 # %% ../nbs/02_filters.ipynb #985cd752
-def _accumulation_dtype(x:Tensor)->torch.dtype:
+def accumulation_dtype(x:Tensor)->torch.dtype:
     "float64 wherever the device has it."
     return torch.float32 if x.device.type == 'mps' else torch.float64
 
@@ -91,9 +92,9 @@ class _RowPass:
     "Filter bands of rows of length n along the rows, writing the result transposed; subclasses define `filter_`."
     def __init__(self, n:int, r:int, width:int, dtype, device):
         self.n, self.r, self.width, self.dtype, self.device = n, r, width, dtype, device  # width: padded row length
-        idx = _mirror_index(n, r, r, device)
+        idx = mirror_index(n, r, r, device)
         self.left, self.right = idx[:r], idx[r + n:]
-        self.rows = max(1, _band_elements() // max(width, 1)) if torch.device(device).type == 'cpu' else 1 << 30
+        self.rows = max(1, band_elements() // max(width, 1)) if torch.device(device).type == 'cpu' else 1 << 30
     def buffers(self, rows:int)->list:
         "Per-thread scratch: the padded band (zeros beyond the padding) and the filtered band."
         return [torch.zeros(rows, self.width, dtype=self.dtype, device=self.device),
@@ -111,7 +112,7 @@ class _RowPass:
     def run(self, src:Tensor, dst:Tensor):
         "Filter the rows of the map src (H, n) into dst (n, H), transposed."
         rows = max(1, min(self.rows, src.shape[0]))
-        _run_tasks(list(zip(src.split(rows, 0), dst.split(rows, 1))), self, lambda: self.buffers(rows), src.device)
+        run_tasks(list(zip(src.split(rows, 0), dst.split(rows, 1))), self, lambda: self.buffers(rows), src.device)
 
 def _work(work:Tensor|None, shape:tuple, like:Tensor)->Tensor:
     "A (shape) view of the flat scratch `work` if it is large enough, else a new tensor."
@@ -139,10 +140,10 @@ def _box_maps_cpu_(maps, k:int, s:float, work:Tensor|None):
         ndimage.uniform_filter1d(tmp, k, axis=0, mode='mirror', output=a)
         if scale != 1: a *= scale
 
-def _box_maps_(maps, k:int, work:Tensor|None=None, normalise:bool=True):
+def box_maps_(maps, k:int, work:Tensor|None=None, normalise:bool=True):
     "k x k box means (or sums, `normalise=False`) of the (H, W) maps (one shape and dtype), in place; `work`: optional flat scratch."
     s = 1 / k if normalise else 1.0
-    if maps and all(_use_numba(m.device) and m.dtype in (torch.float32, torch.float64) and m.is_contiguous() for m in maps):
+    if maps and all(use_numba(m.device) and m.dtype in (torch.float32, torch.float64) and m.is_contiguous() for m in maps):
         return _box_maps_cpu_(maps, k, s, work)
     for m in maps:
         _box_sums_(m, k, s, 1)
@@ -165,8 +166,8 @@ def box_filter(x:Tensor, # (..., H, W) floating tensor, any device
     k = Kernel('box', k).size
     if k == 1: return x.clone()
     # on the CPU scipy accumulates in double whatever the dtype: float32 maps are filtered as they are
-    cpu = _use_numba(x.device) and x.dtype in (torch.float32, torch.float64)
-    return _filter_copy(x, lambda maps: _box_maps_(maps, k), x.dtype if cpu else _accumulation_dtype(x))
+    cpu = use_numba(x.device) and x.dtype in (torch.float32, torch.float64)
+    return _filter_copy(x, lambda maps: box_maps_(maps, k), x.dtype if cpu else accumulation_dtype(x))
 
 # %% ../nbs/02_filters.ipynb #85006869
 _DIRECT_MAX_RADIUS = 8
@@ -190,7 +191,7 @@ class _GaussPass(_RowPass):
         if self.fft:
             self.K = torch.fft.rfft(w, L)
             if torch.device(w.device).type == 'cpu':   # the FFT has a large cost per call: as many rows as the grain allows
-                self.rows = max(1, _band_elements() // max(n, L // 2 + 1))
+                self.rows = max(1, band_elements() // max(n, L // 2 + 1))
     def buffers(self, rows:int)->list:
         P, out = super().buffers(rows)
         if not self.fft: return [P, out]
@@ -216,7 +217,7 @@ def _separable_(maps, tmp:Tensor, make_pass):
         along_rows.run(m, tmp)   # rows of m  -> columns of tmp
         along_cols.run(tmp, m)   # rows of tmp (the columns of m) -> back into m
 
-def _gaussian_maps_(maps, s:float, truncate:float=4.0, work:Tensor|None=None):
+def gaussian_maps_(maps, s:float, truncate:float=4.0, work:Tensor|None=None):
     "Gaussian blur of standard deviation s of the (H, W) maps (one floating dtype), in place; `work`: optional flat scratch."
     if not maps: return
     H, W = maps[0].shape
@@ -234,7 +235,7 @@ def gaussian_filter(x:Tensor,            # (..., H, W) floating tensor, any devi
     s = Kernel('gaussian', s).size
     if s == 0: return x.clone()
     dt = x.dtype if x.dtype in (torch.float64, torch.float32) else torch.float32
-    return _filter_copy(x, lambda maps: _gaussian_maps_(maps, s, truncate), dt)
+    return _filter_copy(x, lambda maps: gaussian_maps_(maps, s, truncate), dt)
 
 # %% ../nbs/02_filters.ipynb #817f8159
 def lowpass(x:Tensor,                # (..., H, W) floating tensor

@@ -9,7 +9,7 @@ import warnings
 from typing import Sequence
 import numpy as np
 from scipy import stats
-from .calibration import _caller_stacklevel, _sweep, limit_mask
+from .calibration import caller_stacklevel, sweep_records, limit_mask
 
 # %% auto #0
 __all__ = ['hb_pvalue', 'hp_min_calibration_size', 'high_probability_limits', 'high_probability_mask',
@@ -61,7 +61,7 @@ def high_probability_limits(records,               # a `Calibrator`, or its per-
     if not 0 < delta < 1: raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
     a = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
     if a.ndim != 1 or not ((a > 0) & (a < bound)).all(): raise ValueError(f"alpha must lie in (0, B={bound:g}), got {alphas!r}")
-    u, S, _ = _sweep(recs)                                          # merged record values and sum_i l_i(u_k)
+    u, S, _ = sweep_records(recs)                                          # merged record values and sum_i l_i(u_k)
     out = np.empty(len(a))
     for k, al in enumerate(a):
         if hb_pvalue(0.0, n, al / bound) > delta: out[k] = -np.inf; continue
@@ -70,7 +70,7 @@ def high_probability_limits(records,               # a `Calibrator`, or its per-
     if warn and np.isneginf(out).any():
         amin = float(a[np.isneginf(out)].min())
         warnings.warn(f"alpha={amin:g}, delta={delta:g}: with n={n} calibration images even the empty mask cannot "
-                      f"be certified; n >= {hp_min_calibration_size(amin, delta, bound)} images are needed", stacklevel=_caller_stacklevel())
+                      f"be certified; n >= {hp_min_calibration_size(amin, delta, bound)} images are needed", stacklevel=caller_stacklevel())
     return out
 
 def high_probability_mask(calibrator,      # a filled `Calibrator`
@@ -95,7 +95,7 @@ def pool_high_probability_limits(pool,               # a `risk_check.RiskPool`
 # %% ../nbs/05b_high_probability.ipynb #e779f1cc
 def _population_risk(pool)->callable:
     "The pool's mean strict loss as a function of the limit r: `sum_j l<_j(r) / N`, read off the merged records."
-    u, S, _ = _sweep(pool._records)
+    u, S, _ = sweep_records(pool._records)
     def risk(r:float)->float:
         k = int(np.searchsorted(u, r, side='left'))               # records strictly below r
         return float(S[k - 1]) / pool.n if k > 0 else 0.0

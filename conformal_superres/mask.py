@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_mask.ipynb #72d7b684
 from __future__ import annotations
-import hashlib, json, math
+import json, math
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -16,28 +16,15 @@ from .fidelity import Neighbourhood, Semantic, fidelity_from_config, psnr
 from .uncertainty import Uncertainty, uncertainty_from_config
 from .calibration import Calibrator, limit_mask, loss_records, min_calibration_size
 from .high_probability import high_probability_limits
-from .protocol import draw_samples, model_name, model_scale
+from .protocol import model_name, model_scale
 from .tasks import SuperResolution, model_task, task_from_config
+from .sampling import (check_pair, fidelity_maps, image_generator, own_prediction, sample_chunks,
+                                         unpack_item)
+from .at_scale import calibrator_at_scale
 
 # %% auto #0
 __all__ = ['FORMAT', 'FORMAT_VERSION', 'Prediction', 'ConformalMask', 'sample_sigma', 'calibrate', 'limit', 'predict', 'evaluate',
            'summarise', 'CalibrationFileError', 'validate_calibration', 'save', 'read_calibration', 'load', 'from_file']
-
-# %% ../nbs/07_mask.ipynb #f1fa54ed
-def _sample_chunks(model, lr:Tensor, n_samples:int, generator:torch.Generator, chunk:int, first:list):
-    "Yield `(m,B,3,H,W)` chunks of samples, `m <= chunk`, storing the first sample (clamped to [0,1]) in `first`."
-    if hasattr(model, 'iter_samples'): chunks = model.iter_samples(lr, n_samples, generator, chunk)
-    else: chunks = (draw_samples(model, lr, min(chunk, n_samples - d), generator) for d in range(0, n_samples, chunk))
-    done = 0
-    for s in chunks:
-        if not isinstance(s, Tensor) or s.ndim != 5 or s.shape[1] != lr.shape[0] or s.shape[2] != 3 or not 1 <= len(s) <= chunk:
-            got = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
-            raise ValueError(f"model {model_name(model)!r} returned samples {got} for a low-res batch {tuple(lr.shape)}; "
-                             f"expected a tensor (m, {lr.shape[0]}, 3, H, W) with 1 <= m <= {chunk}")
-        if not first: first.append(s[0].clamp(0, 1))
-        done += len(s)
-        yield s
-    if done != n_samples: raise ValueError(f"model {model_name(model)!r} returned {done} samples, {n_samples} were asked for")
 
 # %% ../nbs/07_mask.ipynb #d4963d11
 @dataclass
@@ -94,32 +81,15 @@ class ConformalMask:
         return (f"ConformalMask({model_name(self.model)}, {what}, M={self.n_samples}, "
                 f"uncertainty={self.uncertainty.config()}, fidelity={self.fidelity.config()}, n={self.n})")
 
-# %% ../nbs/07_mask.ipynb #d8c2ce81
-def _own_prediction(model, lr:Tensor, first:Tensor)->Tensor:
-    "$\\hat Y$: `model.prediction(lr)` when the model offers one (not None), else the first sample `first`."
-    own = getattr(model, 'prediction', None)
-    out = own(lr) if callable(own) else None
-    if out is None: return first
-    if not isinstance(out, Tensor) or tuple(out.shape) != tuple(first.shape):
-        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise ValueError(f"model {model_name(model)!r}: prediction(lr) returned {got}; expected a tensor {tuple(first.shape)} like its samples")
-    return out.to(first).clamp(0, 1)
-
 # %% ../nbs/07_mask.ipynb #f858ff0c
 def _lr_batch(self:ConformalMask, lr)->Tensor:
     return as_image_batch(lr, name='low-res image')
 
-def _image_seed(seed:int, lr:Tensor)->int:
-    "A 63-bit seed from the mask's seed and one low-res image's content (shape and float32 values)."
-    x = lr.detach().to('cpu', torch.float32).contiguous().numpy()
-    h = hashlib.sha256(f'{int(seed)}:{x.shape}:'.encode()); h.update(x.tobytes())
-    return int.from_bytes(h.digest()[:8], 'little') >> 1
-
 def _draw(self:ConformalMask, lr:Tensor, generator:torch.Generator)->tuple:
     "Samples of a validated batch from one generator, streamed into the uncertainty estimator."
     first = []
-    sigma = self.uncertainty(_sample_chunks(self.model, lr, self.n_samples, generator, self.sample_batch, first))
-    pred = _own_prediction(self.model, lr, first[0])
+    sigma = self.uncertainty(sample_chunks(self.model, lr, self.n_samples, generator, self.sample_batch, first))
+    pred = own_prediction(self.model, lr, first[0])
     want = self.task.output_size(lr.shape[-2:])
     if tuple(pred.shape[-2:]) != want:
         fix = f"scale {self.scale}: check the model's `scale`" if isinstance(self.task, SuperResolution) else \
@@ -131,7 +101,7 @@ def _draw(self:ConformalMask, lr:Tensor, generator:torch.Generator)->tuple:
 def _sample_sigma(self:ConformalMask, lr:Tensor, generator:torch.Generator|None)->tuple:
     "`sample_sigma` on a low-res batch already validated by `_lr_batch`: image by image, each with its own generator."
     if generator is not None: return _draw(self, lr, generator)
-    out = [_draw(self, lr[b:b + 1], torch.Generator(device=lr.device).manual_seed(_image_seed(self.seed, lr[b])))
+    out = [_draw(self, lr[b:b + 1], image_generator(self.seed, lr[b]))
            for b in range(lr.shape[0])]
     return torch.cat([p for p, _ in out]), torch.cat([s for _, s in out])
 
@@ -146,41 +116,16 @@ def sample_sigma(self:ConformalMask,
 ConformalMask.sample_sigma = sample_sigma
 
 
-# %% ../nbs/07_mask.ipynb #a1c13258
-def _fidelity_maps(self:ConformalMask, hr:Tensor, pred:Tensor, extra)->Tensor:
-    if isinstance(self.fidelity, Semantic):
-        if extra is None:
-            raise ValueError("the semantic fidelity needs a map per image: pass (lr, hr, semantic_map) triples")
-        return self.fidelity(hr, pred, extra)
-    return self.fidelity(hr, pred)
-
-def _unpack(item, i:int):
-    if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
-        raise TypeError(f"calibration item {i}: expected a pair (lr, hr) or a triple (lr, hr, semantic_map), got {type(item).__name__}")
-    lr, hr = item[0], item[1]
-    return lr, hr, (item[2] if len(item) == 3 else None)
-
-def _check_pair(self:ConformalMask, lr:Tensor, hr:Tensor, i:int):
-    want = (lr.shape[0], 3, *self.task.output_size(lr.shape[-2:]))
-    if tuple(hr.shape) != want and not isinstance(self.task, SuperResolution):
-        raise ValueError(f"pair {i}: the true output is {tuple(hr.shape)} but the input {tuple(lr.shape)} under the task "
-                         f"{self.task.name!r} gives {want}; make the input from the truth with the task's degrade "
-                         "(conformal_superres.tasks)")
-    if tuple(hr.shape) != want:
-        raise ValueError(f"pair {i}: high-res image is {tuple(hr.shape)} but the low-res {tuple(lr.shape)} at scale "
-                         f"{self.scale} gives {want}; crop the high-res image to a multiple of {self.scale} "
-                         "and degrade that crop (conformal_superres.data.pairs.degrade)")
-
 # %% ../nbs/07_mask.ipynb #5a88657f
 def _scored(self:ConformalMask, pairs, desc:str, progress:bool):
     "For each item of `pairs`: validate it, draw the samples and yield `(hr, prediction, sigma, fidelity map)`."
     total = len(pairs) if hasattr(pairs, '__len__') else None
     for i, item in enumerate(tqdm(pairs, total=total, desc=desc, disable=not progress)):
-        lr, hr, extra = _unpack(item, i)
+        lr, hr, extra = unpack_item(item, f'calibration item {i}')
         lr, hr = _lr_batch(self, lr), as_image_batch(hr, name=f'high-res image of pair {i}')
-        _check_pair(self, lr, hr, i)
+        check_pair(self.task, lr, hr, f'pair {i}')
         pred, sigma = _sample_sigma(self, lr, None)   # lr is validated above: not again
-        yield hr, pred, sigma, _fidelity_maps(self, hr, pred, extra)
+        yield hr, pred, sigma, fidelity_maps(self.fidelity, hr, pred, extra)
 
 @torch.no_grad()
 def calibrate(self:ConformalMask,
@@ -200,7 +145,6 @@ def calibrate(self:ConformalMask,
     if guarantee == 'high-probability' and not 0 < delta < 1: raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
     self.guarantee = dict(kind=guarantee, delta=float(delta) if guarantee == 'high-probability' else None)
     if engine is not None or store is not None:
-        from .at_scale import calibrator_at_scale   # imported here: at_scale builds on this module
         cal = calibrator_at_scale(self, pairs, store=store, engine=engine or 'local', workers=workers, progress=progress, **scale_options)
     else:
         cal = Calibrator(bound=self.bound)

@@ -4,15 +4,19 @@
 
 # %% ../nbs/06b_tasks.ipynb #eb2f387d
 from __future__ import annotations
+import io
+import numpy as np
 import torch
+import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
 from .colour import as_image_batch
-from .fidelity import _from_registry
+from .fidelity import from_registry
 from .protocol import model_name, model_scale
 
 # %% auto #0
-__all__ = ['TASKS', 'Task', 'SuperResolution', 'gray_input', 'Colorization', 'Denoising', 'Inpainting', 'task_from_config',
-           'as_task', 'model_task']
+__all__ = ['TASKS', 'Task', 'crop_to_multiple', 'degrade', 'SuperResolution', 'gray_input', 'Colorization', 'Denoising',
+           'Inpainting', 'task_from_config', 'as_task', 'model_task']
 
 # %% ../nbs/06b_tasks.ipynb #c193bb90
 class Task:
@@ -43,16 +47,52 @@ def _batch(y:Tensor, name:str='true output')->tuple[Tensor, bool]:
     single = getattr(y, 'ndim', 4) == 3
     return as_image_batch(y, name=name), single
 
+# %% ../nbs/06b_tasks.ipynb #1ecca31e
+def crop_to_multiple(img:Tensor, # (...,H,W) image(s)
+                     scale:int=4, # the sides become multiples of this
+                    )->Tensor:    # (...,H - H%scale, W - W%scale), top-left part
+    "Cut the bottom and right remainders off so that both sides are multiples of `scale`."
+    h, w = img.shape[-2:]
+    return img[..., :h - h % scale, :w - w % scale]
+
+def _jpeg(x:Tensor, quality:int)->Tensor:
+    "JPEG round trip through Pillow of a (B,3,h,w) batch in [0,1], 8-bit rounded as the image files are."
+    out = []
+    for img in x:
+        buf = io.BytesIO()
+        Image.fromarray((img.detach().cpu().float().clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(buf, 'JPEG', quality=int(quality))
+        out.append(torch.from_numpy(np.asarray(Image.open(buf).convert('RGB')).astype(np.float32)).permute(2, 0, 1) / 255)
+    return torch.stack(out).to(x)
+
+# %% ../nbs/06b_tasks.ipynb #4734b3bb
+def degrade(hr:Tensor,               # (3,H,W) or (B,3,H,W) float in [0,1]; H and W multiples of `scale`
+            scale:int=4,              # downsampling factor
+            jpeg_quality:int|None=None, # re-encode the low-res image as JPEG at this quality (1..100); None: no JPEG
+           )->Tensor:                 # (3,H/scale,W/scale) or (B,3,H/scale,W/scale), same dtype
+    "The low-res image: antialiased bicubic downsampling by `scale`, clamped to [0,1], optionally JPEG-compressed."
+    if hr.ndim not in (3, 4) or hr.shape[-3] != 3:
+        raise ValueError(f"hr has shape {tuple(hr.shape)}; expected (3,H,W) or (B,3,H,W)")
+    h, w = hr.shape[-2:]
+    if h % scale or w % scale:
+        raise ValueError(f"hr is {h}x{w}, not a multiple of scale {scale}; use crop_to_multiple(hr, {scale}) first")
+    x = hr[None] if hr.ndim == 3 else hr
+    work = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    lr = F.interpolate(work, size=(h // scale, w // scale), mode='bicubic', antialias=True, align_corners=False).clamp(0, 1)
+    if jpeg_quality is not None:
+        if not 1 <= jpeg_quality <= 100: raise ValueError(f"jpeg_quality must be in 1..100, not {jpeg_quality}")
+        lr = _jpeg(lr, jpeg_quality)
+    lr = lr.to(x.dtype)
+    return lr[0] if hr.ndim == 3 else lr
+
 # %% ../nbs/06b_tasks.ipynb #90a7dcb2
 class SuperResolution(Task):
-    "x`scale` super-resolution: the input is the bicubic downscale of the truth (`pairs.degrade`)."
+    "x`scale` super-resolution: the input is the bicubic downscale of the truth (`degrade`)."
     name, input_name = 'super-resolution', 'low-res input'
     def __init__(self, scale:int=4): # the upscaling factor
         if int(scale) != scale or scale < 1: raise ValueError(f"scale must be a positive integer, not {scale!r}")
         self.scale = int(scale)
     def config(self): return {'name': self.name, 'scale': self.scale}
     def degrade(self, y, generator=None)->Tensor:
-        from conformal_superres.data.pairs import degrade   # pairs builds on this module (its pairs are made for a task): imported when called
         return degrade(y, self.scale)
 
 # %% ../nbs/06b_tasks.ipynb #ccd542aa
@@ -117,7 +157,7 @@ TASKS = {c.name: c for c in (SuperResolution, Colorization, Denoising, Inpaintin
 def task_from_config(config:dict, # as returned by `task.config()`, e.g. {'name': 'denoising', 'noise': 0.1}
                     )->Task:
     "Rebuild a task from its configuration."
-    return _from_registry(TASKS, config, 'task')
+    return from_registry(TASKS, config, 'task')
 
 def as_task(task=None,          # a `Task`, a task name (see `TASKS`), or None for super-resolution
             scale:int|None=None, # the SR factor when `task` is None or 'super-resolution' (default 4)

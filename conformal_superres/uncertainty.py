@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import Tensor
 import numba
-from ._kernels import _band_rows, _bands, _scratch, _fit, _run_tasks, _jit, _cpu_array, _launch, _use_numba
-from .colour import _checked_batch, _work_dtype, _lab_kernel, _lab_row, _AFFINE
-from .filters import Kernel, _box_maps_, _gaussian_maps_, _accumulation_dtype
+from ._kernels import kernel_band_rows, row_chunks, scratch_buffers, fit_buffers, run_tasks, jit_kernel, cpu_array, launch_kernel, use_numba
+from .colour import checked_batch, work_dtype, lab_kernel, lab_row, LAB_AFFINE
+from .filters import Kernel, box_maps_, gaussian_maps_, accumulation_dtype
 
 # %% auto #0
 __all__ = ['iter_samples', 'LabMoments', 'patch_variance', 'clip_at_quantile', 'Uncertainty', 'uncertainty_from_config']
@@ -48,11 +48,11 @@ def iter_samples(samples, # tensor (M,B,3,H,W), or an iterable of tensors (m,B,3
     k = 0
     for batch in _walk_batches(samples):
         for s in batch:
-            yield _checked_batch(s, name=f'sample {k}').clamp(0, 1)
+            yield checked_batch(s, name=f'sample {k}').clamp(0, 1)
             k += 1
 
 # %% ../nbs/04_uncertainty.ipynb #2dd26c65
-@_jit(parallel=True)
+@jit_kernel(parallel=True)
 def _lab_welford_cpu(x, mean, m2, n0, scale, offset):
     "Welford updates of mean and m2 (B,3,H,W) float64 with the normalised Lab of the samples x (m,B,3,H,W) after n0 earlier ones."
     m, nb, _, H, W = x.shape
@@ -61,7 +61,7 @@ def _lab_welford_cpu(x, mean, m2, n0, scale, offset):
         lab = np.empty((3, W))
         for j in range(m):
             inv = 1.0 / (n0 + j + 1)
-            _lab_row(x[j, i, 0, h], x[j, i, 1, h], x[j, i, 2, h], lab[0], lab[1], lab[2], scale, offset)
+            lab_row(x[j, i, 0, h], x[j, i, 1, h], x[j, i, 2, h], lab[0], lab[1], lab[2], scale, offset)
             for c in range(3):
                 mc, vc, lc = mean[i, c, h], m2[i, c, h], lab[c]
                 for w in range(W):
@@ -78,31 +78,31 @@ class LabMoments:
     def add(self, rgb:Tensor): # one sample (B,3,H,W) or several (m,B,3,H,W), sRGB in [0,1] (values a rounding error outside are clamped)
         if isinstance(rgb, np.ndarray): rgb = torch.from_numpy(rgb)
         if rgb.ndim == 4: rgb = rgb[None]
-        for j, s in enumerate(rgb): _checked_batch(s, name=f'sample {self.n + j}')   # every sample, before any is added
+        for j, s in enumerate(rgb): checked_batch(s, name=f'sample {self.n + j}')   # every sample, before any is added
         m, shape = rgb.shape[0], rgb.shape[1:]
         if self.n == 0:
-            self.mean = torch.zeros(shape, dtype=_accumulation_dtype(rgb), device=rgb.device)
+            self.mean = torch.zeros(shape, dtype=accumulation_dtype(rgb), device=rgb.device)
             self.m2 = torch.zeros_like(self.mean)
         elif shape != self.mean.shape:
             raise ValueError(f"sample {self.n} has shape {tuple(shape)} but the first had {tuple(self.mean.shape)}")
-        n0, (B, _, H, W), wd = self.n, shape, _work_dtype(rgb)
-        if _use_numba(rgb.device):
-            _launch(_lab_welford_cpu, _cpu_array(rgb), self.mean.numpy(), self.m2.numpy(), n0, *_AFFINE[True])
+        n0, (B, _, H, W), wd = self.n, shape, work_dtype(rgb)
+        if use_numba(rgb.device):
+            launch_kernel(_lab_welford_cpu, cpu_array(rgb), self.mean.numpy(), self.m2.numpy(), n0, *LAB_AFFINE[True])
             self.n += m
             return self
-        rows = _band_rows(H, W, rgb.device)
-        kernel = _lab_kernel(wd, rgb.device, normalised=True, refine=_REFINE)
+        rows = kernel_band_rows(H, W, rgb.device)
+        kernel = lab_kernel(wd, rgb.device, normalised=True, refine=_REFINE)
         def one(task, bufs):
             xs, mean, m2 = task
-            *bufs, d = _fit(bufs, mean.shape[1])
+            *bufs, d = fit_buffers(bufs, mean.shape[1])
             for j, x in enumerate(xs):   # the samples one after the other, on the same band: it stays in the cache
                 lab, n = kernel(x, bufs[3], bufs[:3], clamp=True), n0 + j + 1
                 if n == 1: mean.copy_(lab); continue
                 d.copy_(lab).sub_(mean)   # in float64
                 mean.add_(d, alpha=1 / n)
                 m2.addcmul_(d, d, value=(n - 1) / n)
-        tasks = list(zip(zip(*[_bands(s, rows) for s in rgb]), _bands(self.mean, rows), _bands(self.m2, rows)))
-        _run_tasks(tasks, one, lambda: _scratch(rows * W, wd, rgb.device, 4) + _scratch(rows * W, self.mean.dtype, rgb.device, 1),
+        tasks = list(zip(zip(*[row_chunks(s, rows) for s in rgb]), row_chunks(self.mean, rows), row_chunks(self.m2, rows)))
+        run_tasks(tasks, one, lambda: scratch_buffers(rows * W, wd, rgb.device, 4) + scratch_buffers(rows * W, self.mean.dtype, rgb.device, 1),
                    rgb.device)
         self.n += m
         return self
@@ -121,8 +121,8 @@ def _variance_map(mom:LabMoments, kernel:Kernel|None)->Tensor:
     for i in range(3): q.addcmul_(mean[:, i], mean[:, i], value=1 / 3)   # ... plus c^2: mean_M S^2 less a constant
     maps = [q[b] for b in range(B)] + [mean[b, i] for b in range(B) for i in range(3)]
     work = m2[0, 1:].reshape(-1)   # the variances of channels 1 and 2 are in q now: free scratch of 2 maps, contiguous
-    if kernel.kind == 'box': _box_maps_(maps, kernel.size, work)
-    else: _gaussian_maps_(maps, kernel.size, work=work)
+    if kernel.kind == 'box': box_maps_(maps, kernel.size, work)
+    else: gaussian_maps_(maps, kernel.size, work=work)
     sigma = q.clone()
     for i in range(3): sigma.addcmul_(mean[:, i], mean[:, i], value=-1 / 3)
     return sigma.clamp_min_(0)
@@ -174,7 +174,7 @@ class Uncertainty:
         sigma = patch_variance(samples, self.kernel)
         if self.clip_quantile is not None: sigma = clip_at_quantile(sigma, self.clip_quantile)
         if self.smoothing:
-            _gaussian_maps_(list(sigma), self.smoothing)
+            gaussian_maps_(list(sigma), self.smoothing)
             sigma.clamp_min_(0)
         return sigma
 

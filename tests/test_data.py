@@ -7,8 +7,8 @@ import tifffile
 import torch
 from PIL import Image, ImageOps
 
-from conformal_superres.data.photos import HELD_OUT_PHOTO_IDS, PHOTO_FAMILIES, TRAIN_PHOTO_IDS, _interior_paths, bundled_photos
-from conformal_superres.data.pairs import Pair, PhotoPair, _photo_seed, crop_to_multiple, degrade, iter_pairs, make_pairs, random_crops, split_pairs, batched
+from conformal_superres.data.photos import HELD_OUT_PHOTO_IDS, PHOTO_FAMILIES, TRAIN_PHOTO_IDS, interior_paths, bundled_photos
+from conformal_superres.data.pairs import Pair, PhotoPair, photo_seed, crop_to_multiple, degrade, iter_pairs, make_pairs, random_crops, split_pairs, batched
 from conformal_superres.data.images import Photo, load_image, pil_to_tensor, encode_image
 from conformal_superres.data.datasets import benchmark_pairs, div2k, image_folder, liu4k
 
@@ -170,7 +170,7 @@ def test_bundled_split_is_fixed_and_complete():
     assert len(ids) == len(set(ids)) == 52
     assert set(ids) == set(TRAIN_PHOTO_IDS) | set(HELD_OUT_PHOTO_IDS)
     assert not set(TRAIN_PHOTO_IDS) & set(HELD_OUT_PHOTO_IDS)
-    interior = [f'interior/{p.stem}' for p in _interior_paths()]
+    interior = [f'interior/{p.stem}' for p in interior_paths()]
     assert len(interior) == 39 and list(TRAIN_PHOTO_IDS) == interior[:30]
     assert [p.id for p in bundled_photos(split='train')] == list(TRAIN_PHOTO_IDS)
     assert {p.id for p in bundled_photos(split='held_out')} == set(HELD_OUT_PHOTO_IDS)
@@ -261,7 +261,7 @@ def test_make_pairs(tmp_path):
     pairs = make_pairs(photos, 48, 3, scale=4, seed=7)
     assert [p.source_id for p in pairs] == ['skimage/coffee'] * 3 + ['skimage/rocket'] * 3
     for i, photo in enumerate(photos):
-        g = torch.Generator().manual_seed(_photo_seed(7, photo.id))
+        g = torch.Generator().manual_seed(photo_seed(7, photo.id))
         assert torch.equal(torch.stack([p.hr for p in pairs[3 * i:3 * i + 3]]), random_crops(photo.load(), 48, 3, g))
     for p in pairs:
         lr, hr = p

@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from conformal_superres.models.sinsr import (SinSR, ResShiftUNet, VQAutoencoder, WindowAttention, PRECISIONS, read_reference_keys,
                                       derived_buffers, load_weights, one_step_constants, resshift_etas, shifted_window_mask,
-                                      tile_spans, set_precision, default_precision, _blend_tiles, _run_tiled)
+                                      tile_spans, set_precision, default_precision, blend_tiles, run_tiled)
 from conformal_superres.uncertainty import Uncertainty
 
 REFERENCE = Path(__file__).resolve().parent / 'data' / 'sinsr_state_dict_keys.txt'   # key names and shapes (facts)
@@ -277,9 +277,9 @@ def test_batched_tiles_give_the_tile_by_tile_blend():
     seed = fresh_seed()
     field = torch.randn(3, 2, 40, 56)
     f = lambda t: F.interpolate(t, scale_factor=2) * 3 - 1
-    ref = _blend_tiles(lambda r0, r1, c0, c1: f(field[..., r0:r1, c0:c1]), (40, 56), 16, 6, 2)
+    ref = blend_tiles(lambda r0, r1, c0, c1: f(field[..., r0:r1, c0:c1]), (40, 56), 16, 6, 2)
     for mb in (1, 2, 5, 1000):
-        assert torch.equal(_run_tiled(f, [(field, 1)], (40, 56), 16, 6, 2, max_batch=mb), ref), (mb, seed)
+        assert torch.equal(run_tiled(f, [(field, 1)], (40, 56), 16, 6, 2, max_batch=mb), ref), (mb, seed)
 
 def test_samples_do_not_depend_on_batching_or_memory_format():
     """Each stage (encoding, clean latents, decoding of the same latents) agrees to rounding across max_batch and

@@ -12,7 +12,8 @@ from tqdm.auto import tqdm
 from ..fidelity import FIDELITIES, ChromaNeighbourhood, Neighbourhood, fidelity_from_config
 from ..uncertainty import Uncertainty
 from ..calibration import limit_mask, min_calibration_size
-from ..mask import ConformalMask, Prediction, CalibrationFileError, summarise, read_calibration, _image_seed
+from ..mask import ConformalMask, Prediction, CalibrationFileError, summarise, read_calibration
+from ..sampling import image_generator
 from ..data.pairs import batched, make_pairs, split_pairs
 from ..data.photos import bundled_photos
 from ..data.images import (OutputError, check_writable, image_size, load_image, to_uint8,
@@ -378,7 +379,7 @@ def predict_tiled(cm:ConformalMask,   # calibrated
     halo = tile_halo(cm) if max(h, w) > tile else 0
     pred, sigma, mask = (np.empty((h * s, w * s, 3), np.uint8), np.empty((h * s, w * s), np.float64),
                          np.empty((h * s, w * s), bool))
-    g = torch.Generator(device=lr.device).manual_seed(_image_seed(cm.seed, lr))   # the seed `predict` gives this image
+    g = image_generator(cm.seed, lr)   # the seed `predict` gives this image
     corners = [(y, x) for y in range(0, h, tile) for x in range(0, w, tile)]
     for y0, x0 in tqdm(corners, desc=desc, disable=not progress or len(corners) == 1, leave=False):
         y1, x1 = min(h, y0 + tile), min(w, x0 + tile)

@@ -15,7 +15,7 @@ from torch import Tensor
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['IMAGE_EXTENSIONS', 'load_image', 'pil_to_tensor', 'Photo', 'to_uint8', 'encode_image', 'OutputError',
+__all__ = ['IMAGE_EXTENSIONS', 'to_rgb', 'load_image', 'pil_to_tensor', 'Photo', 'to_uint8', 'encode_image', 'OutputError',
            'check_writable', 'write_files', 'write_atomic', 'image_size']
 
 # %% ../../nbs/data/08_images.ipynb #0d5a0ec9
@@ -147,7 +147,7 @@ def _read_array(source)->np.ndarray:
     raise ValueError(f"cannot read {name} as an image ({pil_error}); supported: {', '.join(IMAGE_EXTENSIONS)}") from pil_error
 
 # %% ../../nbs/data/08_images.ipynb #77ae6283
-def _to_rgb(a:np.ndarray, name:str='image')->Tensor:
+def to_rgb(a:np.ndarray, name:str='image')->Tensor:
     "(H,W,C) array in its native dtype to a (3,H,W) float32 tensor in [0,1]: scaled, grey replicated, alpha on white."
     if a.dtype == np.uint8: x = torch.from_numpy(a.astype(np.float32)) / 255
     elif a.dtype == np.uint16: x = torch.from_numpy(a.astype(np.float32)) / 65535
@@ -175,13 +175,13 @@ def _to_rgb(a:np.ndarray, name:str='image')->Tensor:
 def load_image(source, # path (str or Path), bytes, or binary file object of a PNG/JPEG/TIFF/JPEG 2000/... image
               )->Tensor: # (3,H,W) float32 sRGB in [0,1]
     "Read an image file as a `(3,H,W)` float32 tensor in [0,1]: 8/16-bit, grey replicated, alpha composited on white, upright."
-    return _to_rgb(_read_array(source), name=str(source) if isinstance(source, (str, Path)) else 'image')
+    return to_rgb(_read_array(source), name=str(source) if isinstance(source, (str, Path)) else 'image')
 
 # %% ../../nbs/data/08_images.ipynb #9a7cc232
 def pil_to_tensor(im:Image.Image, # a Pillow image in any mode
                  )->Tensor:       # (3,H,W) float32 in [0,1], same conventions as `load_image`
     "Convert a Pillow image with the conventions of `load_image` (EXIF orientation is not applied)."
-    return _to_rgb(_pil_array(im), name='PIL image')
+    return to_rgb(_pil_array(im), name='PIL image')
 
 # %% ../../nbs/data/08_images.ipynb #79fe50cd
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ class Photo:
 
     def load(self)->Tensor:
         "The photo as a `(3,H,W)` float32 tensor in [0,1]."
-        return _to_rgb(self._array(), name=self.id)
+        return to_rgb(self._array(), name=self.id)
 
     def thumbnail(self, max_side:int=256)->Tensor:
         "A small `(3,h,w)` version whose longer side is at most `max_side` (fast for JPEG files)."
@@ -210,7 +210,7 @@ class Photo:
             with Image.open(self.path) as im:
                 im.draft('RGB', (max_side, max_side))
                 a = _pil_array(im)
-                x = _to_rgb(_orient(a, im.getexif().get(0x0112, 1)), name=self.id)
+                x = to_rgb(_orient(a, im.getexif().get(0x0112, 1)), name=self.id)
         else:
             x = self.load()
         h, w = x.shape[-2:]

@@ -12,44 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
-from .images import Photo, _to_rgb, encode_image, load_image
-from ..tasks import SuperResolution, as_task
+from .images import Photo, to_rgb, encode_image, load_image
+from ..tasks import SuperResolution, as_task, crop_to_multiple, degrade
 
 # %% auto #0
-__all__ = ['crop_to_multiple', 'degrade', 'random_crops', 'Pair', 'PhotoPair', 'iter_pairs', 'make_pairs', 'batched',
-           'split_pairs']
-
-# %% ../../nbs/data/10_pairs.ipynb #3c0573e5
-def crop_to_multiple(img:Tensor, # (...,H,W) image(s)
-                     scale:int=4, # the sides become multiples of this
-                    )->Tensor:    # (...,H - H%scale, W - W%scale), top-left part
-    "Cut the bottom and right remainders off so that both sides are multiples of `scale`."
-    h, w = img.shape[-2:]
-    return img[..., :h - h % scale, :w - w % scale]
-
-def _jpeg(x:Tensor, quality:int)->Tensor:
-    "JPEG round trip through Pillow of a (B,3,h,w) batch in [0,1]."
-    return torch.stack([load_image(encode_image(img, 'JPEG', quality=int(quality))) for img in x]).to(x)
-
-# %% ../../nbs/data/10_pairs.ipynb #415f4fca
-def degrade(hr:Tensor,               # (3,H,W) or (B,3,H,W) float in [0,1]; H and W multiples of `scale`
-            scale:int=4,              # downsampling factor
-            jpeg_quality:int|None=None, # re-encode the low-res image as JPEG at this quality (1..100); None: no JPEG
-           )->Tensor:                 # (3,H/scale,W/scale) or (B,3,H/scale,W/scale), same dtype
-    "The low-res image: antialiased bicubic downsampling by `scale`, clamped to [0,1], optionally JPEG-compressed."
-    if hr.ndim not in (3, 4) or hr.shape[-3] != 3:
-        raise ValueError(f"hr has shape {tuple(hr.shape)}; expected (3,H,W) or (B,3,H,W)")
-    h, w = hr.shape[-2:]
-    if h % scale or w % scale:
-        raise ValueError(f"hr is {h}x{w}, not a multiple of scale {scale}; use crop_to_multiple(hr, {scale}) first")
-    x = hr[None] if hr.ndim == 3 else hr
-    work = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    lr = F.interpolate(work, size=(h // scale, w // scale), mode='bicubic', antialias=True, align_corners=False).clamp(0, 1)
-    if jpeg_quality is not None:
-        if not 1 <= jpeg_quality <= 100: raise ValueError(f"jpeg_quality must be in 1..100, not {jpeg_quality}")
-        lr = _jpeg(lr, jpeg_quality)
-    lr = lr.to(x.dtype)
-    return lr[0] if hr.ndim == 3 else lr
+__all__ = ['random_crops', 'Pair', 'PhotoPair', 'photo_seed', 'iter_pairs', 'make_pairs', 'batched', 'split_pairs']
 
 # %% ../../nbs/data/10_pairs.ipynb #4a7ba598
 def _crop_corners(h:int, w:int, ch:int, cw:int, n:int, generator:torch.Generator|None, name:str='image'):
@@ -118,16 +85,16 @@ class PhotoPair:
         return Pair(lr, hr[:, :h * s, :w * s], self.id)
 
 # %% ../../nbs/data/10_pairs.ipynb #af9d95e0
-def _photo_seed(seed:int, photo_id:str)->int:
+def photo_seed(seed:int, photo_id:str)->int:
     "A 63-bit seed derived from the global seed and the photo id (stable across runs and platforms)."
     return int.from_bytes(hashlib.sha256(f'{seed}:{photo_id}'.encode()).digest()[:8], 'little') >> 1
 
 def _pairs_of(photo, crop_size, n, scale, seed, jpeg_quality, task=None)->Iterator[Pair]:
     "The pairs of one photo (a `Photo`, or a `PhotoPair` with or without its own LR file); `task`: a size-keeping `Task` (None: x`scale` SR)."
-    g = torch.Generator().manual_seed(_photo_seed(seed, photo.id))
+    g = torch.Generator().manual_seed(photo_seed(seed, photo.id))
     def make_input(hr, k):
         if task is None: return degrade(hr, scale, jpeg_quality)
-        return task.degrade(hr, torch.Generator().manual_seed(_photo_seed(seed, f'{photo.id}#{k}')))
+        return task.degrade(hr, torch.Generator().manual_seed(photo_seed(seed, f'{photo.id}#{k}')))
     if isinstance(photo, PhotoPair) and photo.lr_path is not None:
         full = photo.load()
         if crop_size is None:
@@ -139,10 +106,10 @@ def _pairs_of(photo, crop_size, n, scale, seed, jpeg_quality, task=None)->Iterat
         return
     a = (photo if isinstance(photo, Photo) else photo.photo)._array()
     if crop_size is None:
-        hr = crop_to_multiple(_to_rgb(a, photo.id), scale)
+        hr = crop_to_multiple(to_rgb(a, photo.id), scale)
         yield Pair(make_input(hr, 0), hr, photo.id); return
     for k, (t, l) in enumerate(_crop_corners(a.shape[0], a.shape[1], crop_size, crop_size, n, g, photo.id)):
-        hr = _to_rgb(a[t:t + crop_size, l:l + crop_size], photo.id)
+        hr = to_rgb(a[t:t + crop_size, l:l + crop_size], photo.id)
         yield Pair(make_input(hr, k), hr, photo.id)
 
 # %% ../../nbs/data/10_pairs.ipynb #a1a69147

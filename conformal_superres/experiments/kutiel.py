@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Sequence
 import numpy as np
 from scipy import ndimage, stats
-from ..calibration import _limits, largest_below, loss_records, mask_loss
-from .risk_check import _as_map
+from ..calibration import limits_from_records, largest_below, loss_records, mask_loss
+from .risk_check import as_map
 
 # %% auto #0
 __all__ = ['divergence_curve', 'masked_divergence', 'kutiel_critical_value', 'kutiel_threshold', 'kutiel_calibrate',
@@ -22,7 +22,7 @@ def divergence_curve(sigma,              # uncertainty (mask score) map of one i
                      divergence='mean',  # 'mean', 'max' or f(sigma, fidelity, mask) -> float
                     )->tuple:            # (distinct sigma values, increasing; divergence of {sigma <= value} at each)
     "The divergence `d(M_t)` of one image as a step function of the threshold t."
-    sigma, fidelity = _as_map(sigma, 'sigma'), _as_map(fidelity, 'fidelity')
+    sigma, fidelity = as_map(sigma, 'sigma'), as_map(fidelity, 'fidelity')
     if sigma.shape != fidelity.shape:
         raise ValueError(f"sigma and fidelity differ in shape: {sigma.shape} vs {fidelity.shape}; compute both on the same crop")
     s, f = sigma.ravel(), fidelity.ravel()
@@ -42,7 +42,7 @@ def masked_divergence(sigma,                # uncertainty map of one image
                       divergence='mean',    # 'mean' (mean error over the mask), 'max', or f(sigma, fidelity, mask)
                      )->float:              # divergence of the masked images; 0 for an empty mask
     "The divergence `d(M_t)` between masked prediction and masked truth, from the per-pixel errors."
-    s, f = _as_map(sigma, 'sigma'), _as_map(fidelity, 'fidelity')
+    s, f = as_map(sigma, 'sigma'), as_map(fidelity, 'fidelity')
     m = s <= threshold
     if callable(divergence): return float(divergence(s, f, m))
     if not m.any(): return 0.0
@@ -58,7 +58,7 @@ def kutiel_critical_value(sigma,              # uncertainty (mask score) map of 
                           rule:str='largest', # 'largest' passing mask (as published) or before the 'first' failure
                          )->float:            # critical value c_i (-inf: only the empty mask passes; inf: every mask)
     "Per-image critical value: the largest threshold whose mask meets the level (or the last before the first failure)."
-    s, f = _as_map(sigma, 'sigma'), _as_map(fidelity, 'fidelity')
+    s, f = as_map(sigma, 'sigma'), as_map(fidelity, 'fidelity')
     if s.shape != f.shape: raise ValueError(f"sigma and fidelity differ in shape: {s.shape} vs {f.shape}; compute both on the same crop")
     vals, d = divergence_curve(s, f, divergence)
     ok = d <= level
@@ -136,7 +136,7 @@ class TwoTypeCounterexample:
         ra, rb = (loss_records(s, e, self.bound) for s, e in [(self.sigma_a, self.error_a), (self.sigma_b, self.error_b)])
         out = np.empty(n + 1)
         for m in range(n + 1):
-            lim = _limits([rb] * m + [ra] * (n - m), np.array([float(alpha)]), self.bound)
+            lim = limits_from_records([rb] * m + [ra] * (n - m), np.array([float(alpha)]), self.bound)
             present = [self.sigma_b] * (m > 0) + [self.sigma_a] * (m < n)     # the calibration values of the set
             out[m] = largest_below(present, lim)[0]
         return out

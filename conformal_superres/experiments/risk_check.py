@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 import numpy as np
 from scipy import stats
-from ..calibration import _limits as _exact_limits, loss_records
+from ..calibration import limits_from_records as _exact_limits, loss_records
 from ..bounds import crc_lower_bound
 
 # %% auto #0
-__all__ = ['RiskPool', 'RiskCheck', 'random_splits', 'check_risk']
+__all__ = ['as_map', 'RiskPool', 'RiskCheck', 'random_splits', 'check_risk']
 
 # %% ../../nbs/experiments/17_risk_check.ipynb #b178f360
 def _method_of(cls):
@@ -25,7 +25,7 @@ def _method_of(cls):
         return f
     return attach
 
-def _as_map(x, name:str)->np.ndarray:
+def as_map(x, name:str)->np.ndarray:
     "A per-image 2-D map as a float64 numpy array (torch tensors are moved to the CPU)."
     if hasattr(x, 'detach'): x = x.detach().cpu().numpy()
     x = np.asarray(x, dtype=np.float64)
@@ -45,7 +45,7 @@ class RiskPool:
             raise ValueError(f"{len(sigmas)} sigma maps but {len(fidelities)} fidelity maps; give one of each per image")
         if not sigmas: raise ValueError("the pool is empty; give at least two images (one to calibrate, one to test)")
         self.bound, self.n = float(bound), len(sigmas)
-        sig = [_as_map(s, f'sigma of image {i}') for i, s in enumerate(sigmas)]
+        sig = [as_map(s, f'sigma of image {i}') for i, s in enumerate(sigmas)]
         self.values, inverse = np.unique(np.concatenate([s.ravel() for s in sig]), return_inverse=True)
         self._stride = len(self.values) + 1                               # image j's keys start at j*stride
         self._sig, self._uranks, ukey, ufrac, start = sig, [], [], [], 0
@@ -59,7 +59,7 @@ class RiskPool:
 
     def _index_records(self, fidelities:list):
         "Records of every image (`loss_records`, which also validates the maps)."
-        fid = [_as_map(f, f'fidelity of image {i}') for i, f in enumerate(fidelities)]
+        fid = [as_map(f, f'fidelity of image {i}') for i, f in enumerate(fidelities)]
         self._records = [loss_records(s, f, self.bound, index=j) for j, (s, f) in enumerate(zip(self._sig, fid))]
 
     def with_fidelities(self,

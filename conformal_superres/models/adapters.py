@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from PIL import Image
 from ..colour import as_image_batch
-from ..data.images import IMAGE_EXTENSIONS, _to_rgb, encode_image, load_image, pil_to_tensor, to_uint8, write_atomic
+from ..data.images import IMAGE_EXTENSIONS, to_rgb, encode_image, load_image, pil_to_tensor, to_uint8, write_atomic
 from ..data.pairs import Pair, degrade
 from ..protocol import SRModelBase, draw_samples, model_name, model_scale
-from ..filters import _mirror_index
+from ..filters import mirror_index
 
 # %% auto #0
 __all__ = ['PROGRAMMING_ERRORS', 'INPUT_KINDS', 'SHIFT_METHODS', 'ModelOutputError', 'normalise_output', 'ModelCallError',
@@ -37,7 +37,7 @@ def _one_image(x, i:int|None=None)->Tensor:
             raise ModelOutputError(f"model output{where}: numpy array of shape {x.shape}; numpy images are channels last,"
                                    " (H,W,3); for channels first return a torch tensor")
         if x.dtype.kind == 'f': return torch.from_numpy(np.array(x, dtype=np.float32)).permute(2, 0, 1)  # range: checked by normalise_output
-        try: return _to_rgb(x, name=f"model output{where}")            # uint8, uint16, ... as load_image reads them
+        try: return to_rgb(x, name=f"model output{where}")            # uint8, uint16, ... as load_image reads them
         except ValueError as e: raise ModelOutputError(str(e)) from None
     if isinstance(x, Tensor):
         if x.ndim != 3 or x.shape[0] != 3:
@@ -464,7 +464,7 @@ def fourier_shift(x:Tensor,   # (B,C,H,W) float
         p = int(math.ceil(float(d.abs().max()))) + 4
         return p, p + (n + 1) % 2                      # odd total length: no Nyquist bin
     (pt, pb), (pl, pr) = pads(H, dy), pads(W, dx)
-    xp = x.to(torch.float64).index_select(-1, _mirror_index(W, pl, pr, x.device)).index_select(-2, _mirror_index(H, pt, pb, x.device))
+    xp = x.to(torch.float64).index_select(-1, mirror_index(W, pl, pr, x.device)).index_select(-2, mirror_index(H, pt, pb, x.device))
     Hp, Wp = xp.shape[-2:]
     ky = torch.fft.fftfreq(Hp, dtype=torch.float64, device=x.device)
     kx = torch.fft.rfftfreq(Wp, dtype=torch.float64, device=x.device)
@@ -487,7 +487,7 @@ def _shift_last_axis(x:Tensor, d:float, method:str)->Tensor:
         w = _lanczos3(torch.arange(lo, hi + 1, dtype=torch.float64).neg() + f)
         w = w / w.sum()
     pl, pr = max(0, -(m + lo)), max(0, m + hi)
-    xp = x.index_select(-1, _mirror_index(W, pl, pr, x.device)) if pl or pr else x
+    xp = x.index_select(-1, mirror_index(W, pl, pr, x.device)) if pl or pr else x
     return sum(float(wk) * xp[..., pl + m + k: pl + m + k + W] for wk, k in zip(w, range(lo, hi + 1)))
 
 # %% ../../nbs/models/12_adapters.ipynb #833ee4b5

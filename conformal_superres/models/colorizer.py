@@ -14,7 +14,7 @@ from torch import Tensor
 from ..colour import lab_to_rgb, rgb_to_lab
 from ..data.photos import bundled_photos
 from ..data.pairs import make_pairs, random_crops
-from .embedded import ResBlock, _read_flow_net, _save_flow_net, fit_flow, photo_pyramid, time_embedding
+from .embedded import ResBlock, read_flow_net, save_flow_net, fit_flow, photo_pyramid, time_embedding
 from ..fidelity import Neighbourhood
 from ..uncertainty import Uncertainty
 
@@ -250,7 +250,7 @@ def save_colorizer(net:ColorFlowNet,   # trained network
                    info:dict|None=None, # JSON-able facts to keep beside the weights (training, metrics)
                   )->Path:
     "Write the network as a `weights_only`-loadable file with float16 weights (atomically: the old file or the new one, never a part)."
-    return _save_flow_net(net, path, _FORMAT, info)
+    return save_flow_net(net, path, _FORMAT, info)
 
 def load_colorizer(path:str|Path|None=None, # weights file; None: the one shipped in the package
                    device='cpu',            # where the network runs
@@ -259,7 +259,7 @@ def load_colorizer(path:str|Path|None=None, # weights file; None: the one shippe
                   )->Colorizer:
     "Load the colorizer (weights read with `weights_only=True`)."
     path = WEIGHTS_PATH if path is None else Path(path)
-    config, state, info = _read_flow_net(path, _FORMAT, 'colorizer', WEIGHTS_PATH, 'nbs/models/14b_train_colorizer.ipynb', 'save_colorizer')
+    config, state, info = read_flow_net(path, _FORMAT, 'colorizer', WEIGHTS_PATH, 'nbs/models/14b_train_colorizer.ipynb', 'save_colorizer')
     net = ColorFlowNet(**config)
     net.load_state_dict(state)
     return Colorizer(net.to(device), steps=steps, max_batch=max_batch, info=info)

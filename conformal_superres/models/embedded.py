@@ -22,8 +22,9 @@ from ..uncertainty import Uncertainty
 
 # %% auto #0
 __all__ = ['WEIGHTS_PATH', 'time_embedding', 'ResBlock', 'LowResEncoder', 'ResidualDenoiser', 'FlowSRNet', 'flow_matching_loss',
-           'cpu_has_fast_bf16', 'EmbeddedSR', 'save_embedded', 'load_embedded', 'photo_pyramid', 'training_batch',
-           'fit_flow', 'train_embedded', 'evaluate_embedded', 'sampling_throughput', 'held_out_pairs']
+           'cpu_has_fast_bf16', 'EmbeddedSR', 'save_flow_net', 'read_flow_net', 'save_embedded', 'load_embedded',
+           'photo_pyramid', 'training_batch', 'fit_flow', 'train_embedded', 'evaluate_embedded', 'sampling_throughput',
+           'held_out_pairs']
 
 # %% ../../nbs/models/13_embedded.ipynb #2a650833
 def time_embedding(t:Tensor,     # (N,) times in [0,1]
@@ -222,7 +223,7 @@ class EmbeddedSR(SRModelBase):
         return load_embedded(device=device, **kwargs)
 
 # %% ../../nbs/models/13_embedded.ipynb #41f07dc1
-def _save_flow_net(net:nn.Module, path, fmt:str, info:dict|None)->Path:
+def save_flow_net(net:nn.Module, path, fmt:str, info:dict|None)->Path:
     "Write `net` (its `config` and float16 weights) with the format marker `fmt`, in one atomic step."
     state = {k: v.detach().cpu().to(torch.float16) if v.is_floating_point() else v.detach().cpu()
              for k, v in net.state_dict().items()}
@@ -230,13 +231,13 @@ def _save_flow_net(net:nn.Module, path, fmt:str, info:dict|None)->Path:
            'info': json.loads(json.dumps(info or {}))}
     return write_atomic(Path(path), lambda tmp: torch.save(doc, tmp))
 
-def _read_flow_net(path:Path, fmt:str,
+def read_flow_net(path:Path, fmt:str,
                    what:str,       # what the file holds, for messages: 'embedded-model', 'colorizer'
                    shipped:Path,   # the package's own file
                    trainer:str,    # the notebook that trains and writes the shipped file
                    writer:str,     # the function that writes such files
                   )->tuple[dict, dict, dict]:  # network config, float32 state dict, info
-    "Read a file written by `_save_flow_net` (`weights_only=True`), with an error naming the fix for each way it can be wrong."
+    "Read a file written by `save_flow_net` (`weights_only=True`), with an error naming the fix for each way it can be wrong."
     a_what = ('an ' if what[0] in 'aeiou' else 'a ') + what
     if not path.exists():
         hint = (f"the package was installed without its weights: reinstall conformal-superres, or run {trainer} "
@@ -259,7 +260,7 @@ def save_embedded(net:FlowSRNet,        # trained network
                   info:dict|None=None,  # JSON-able facts to keep beside the weights (training, metrics)
                  )->Path:
     "Write the network as a `weights_only`-loadable file with float16 weights (atomically: the old file or the new one, never a part)."
-    return _save_flow_net(net, path, 'conformal-superres/embedded', info)
+    return save_flow_net(net, path, 'conformal-superres/embedded', info)
 
 def load_embedded(path:str|Path|None=None, # weights file; None: the one shipped in the package
                   device='cpu',            # where the network runs
@@ -269,7 +270,7 @@ def load_embedded(path:str|Path|None=None, # weights file; None: the one shipped
                  )->EmbeddedSR:
     "Load the embedded model (weights read with `weights_only=True`)."
     path = WEIGHTS_PATH if path is None else Path(path)
-    config, state, info = _read_flow_net(path, 'conformal-superres/embedded', 'embedded-model', WEIGHTS_PATH,
+    config, state, info = read_flow_net(path, 'conformal-superres/embedded', 'embedded-model', WEIGHTS_PATH,
                                          'nbs/models/14_train_embedded.ipynb', 'save_embedded')
     net = FlowSRNet(**config)
     net.load_state_dict(state)

@@ -10,7 +10,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from ..calibration import _caller_stacklevel
+from ..calibration import caller_stacklevel
 from ..colour import as_image_batch
 
 # %% auto #0
@@ -19,7 +19,7 @@ __all__ = ['PRECISIONS', 'resshift_etas', 'one_step_constants', 'GroupNorm32', '
            'Downsample', 'Upsample', 'ResShiftUNet', 'AEResBlock', 'AEAttention', 'AEDownsample', 'AEEncoder',
            'AEDecoder', 'VQAutoencoder', 'default_precision', 'float32_modules', 'set_precision', 'read_reference_keys',
            'derived_buffers', 'read_checkpoint', 'unwrap_state_dict', 'load_weights', 'tile_spans', 'blend_weights',
-           'SinSR']
+           'blend_tiles', 'run_tiled', 'SinSR']
 
 # %% ../../nbs/models/15_sinsr.ipynb #d5426575
 def resshift_etas(steps:int=15,               # T, the number of diffusion steps the model was trained with
@@ -541,7 +541,7 @@ def load_weights(net:nn.Module,    # the network to fill (its configuration must
     now = net.state_dict()
     stale = [k for k in derived & set(state) if not torch.equal(state[k].to(own[k].device, own[k].dtype), now[k])]
     if stale: warnings.warn(f"{len(stale)} derived buffers in the file differ from their recomputation and were ignored "
-                            f"(e.g. {stale[0]})", stacklevel=_caller_stacklevel())
+                            f"(e.g. {stale[0]})", stacklevel=caller_stacklevel())
     return net
 
 # %% ../../nbs/models/15_sinsr.ipynb #d63d75fc
@@ -579,7 +579,7 @@ def _reflect_pad(x:Tensor, ph:int, pw:int)->Tensor:
         ph, pw = ph - a, pw - b
     return x
 
-def _blend_tiles(fn,              # fn(r0, r1, c0, c1) -> (..., C, f*(r1-r0), f*(c1-c0)) float32 for a tile of the grid
+def blend_tiles(fn,              # fn(r0, r1, c0, c1) -> (..., C, f*(r1-r0), f*(c1-c0)) float32 for a tile of the grid
                  size:tuple,      # (H, W) of the grid the tiles cut
                  tile:int, overlap:int,
                  factor:int=1,    # output pixels per grid cell along each axis
@@ -598,15 +598,15 @@ def _blend_tiles(fn,              # fn(r0, r1, c0, c1) -> (..., C, f*(r1-r0), f*
     for (a, b), w in zip(rows, wr): sum_r[a * factor:b * factor] += w
     for (a, b), w in zip(cols, wc): sum_c[a * factor:b * factor] += w
     return out / (sum_r[:, None] * sum_c[None, :]).to(out.device)
-def _run_tiled(fn,                 # fn(*crops) -> (b, C, f*th, f*tw) float32, for a batch of b crops of each input
+def run_tiled(fn,                 # fn(*crops) -> (b, C, f*th, f*tw) float32, for a batch of b crops of each input
                inputs:list,        # [(tensor (N_i, C_i, s_i*H, s_i*W), s_i)]; crop n of input i is image n % N_i
                size:tuple,         # (H, W) of the grid the tiles cut
                tile:int, overlap:int,
                factor:int=1,       # output pixels per grid cell along each axis
                max_batch:int=4,    # most crops per call of fn
                memory_format=torch.contiguous_format,
-              )->Tensor:           # (N, C, f*H, f*W), N the largest N_i: the blend `_blend_tiles` computes
-    "`_blend_tiles` with all tiles of all images batched together, `max_batch` crops per call of `fn`."
+              )->Tensor:           # (N, C, f*H, f*W), N the largest N_i: the blend `blend_tiles` computes
+    "`blend_tiles` with all tiles of all images batched together, `max_batch` crops per call of `fn`."
     rows, cols = tile_spans(size[0], tile, overlap), tile_spans(size[1], tile, overlap)
     N = max(len(t) for t, _ in inputs)
     tiles = [(r, c) for r in range(len(rows)) for c in range(len(cols))]
@@ -715,7 +715,7 @@ class SinSR:
     def _encode(self, x:Tensor)->Tensor:
         "Latent of the x4 bicubic upsampling of `x` (B,3,h,w) -> (B,3,h,w) float32, chunks of all images batched."
         up, encode = F.interpolate(x, scale_factor=4, mode='bicubic'), self._nets[1]
-        return _run_tiled(lambda c: encode(c).float(), [(up, 4)], x.shape[-2:], self.ae_tile, self.ae_overlap,
+        return run_tiled(lambda c: encode(c).float(), [(up, 4)], x.shape[-2:], self.ae_tile, self.ae_overlap,
                           max_batch=self._ae_batch(*x.shape[-2:]), memory_format=self._fmt)
 
     def _noise(self, n:int, shape, generator)->Tensor:
@@ -731,13 +731,13 @@ class SinSR:
         zt = ((z_y[None] + self.noise_scale * eps) * self.input_scale).flatten(0, 1)   # draw-major: crop n is image n % B
         unet, t = self._nets[0], self.t_index
         fn = lambda z, lq: unet(z, torch.full((len(z),), t, device=z.device), lq).float()
-        return _run_tiled(fn, [(zt, 1), (x, 1)], x.shape[-2:], self.tile, self.overlap,
+        return run_tiled(fn, [(zt, 1), (x, 1)], x.shape[-2:], self.tile, self.overlap,
                           max_batch=self.max_batch, memory_format=self._fmt)
 
     def _decode(self, z:Tensor)->Tensor:
         "(N,3,h,w) latents -> (N,3,4h,4w) images in [-1,1], quantised and decoded, chunks of all latents batched."
         decode = self._nets[2]
-        return _run_tiled(lambda c: decode(c).float().clamp(-1, 1), [(z, 1)], z.shape[-2:], self.ae_tile, self.ae_overlap,
+        return run_tiled(lambda c: decode(c).float().clamp(-1, 1), [(z, 1)], z.shape[-2:], self.ae_tile, self.ae_overlap,
                           factor=4, max_batch=self._ae_batch(*z.shape[-2:]), memory_format=self._fmt)
 
     def _ae_batch(self, h:int, w:int)->int:
@@ -804,7 +804,7 @@ class SinSR:
             z = ae.encode(F.interpolate(xt, scale_factor=4, mode='bicubic')).float()
             zt = (z + self.noise_scale * self._noise(1, z.shape, generator)[0]) * self.input_scale
             return ae.decode(self.unet(zt, t, xt).float()).float().clamp(-1, 1)
-        outs = [_blend_tiles(tile_fn, x.shape[-2:], self.tile, self.overlap, 4)[..., :4 * h, :4 * w]
+        outs = [blend_tiles(tile_fn, x.shape[-2:], self.tile, self.overlap, 4)[..., :4 * h, :4 * w]
                 for _ in range(n_samples)]
         return ((torch.stack(outs) + 1) / 2).clamp(0, 1).to(lr.dtype)
 
