@@ -322,9 +322,9 @@ class Calibrator:
 
     @classmethod
     def from_dict(cls, d:dict)->Calibrator:
-        "Rebuild a calibrator from `to_dict()`'s output (version 1 summaries too: their records are the same)."
-        if d.get('kind') != 'conformal_superres.Calibrator' or d.get('version') not in (1, 2):
-            raise ValueError(f"not a Calibrator summary of version 1 or 2 (kind={d.get('kind')!r}, version={d.get('version')!r})")
+        "Rebuild a calibrator from `to_dict()`'s output."
+        if d.get('kind') != 'conformal_superres.Calibrator' or d.get('version') != 2:
+            raise ValueError(f"not a Calibrator summary of version 2 (kind={d.get('kind')!r}, version={d.get('version')!r})")
         c = cls(d['bound'])
         for r in d['images']:
             c.add_records(Records(np.array(r['sigma'], dtype=np.float64), np.array(r['loss'], dtype=np.float64), int(r['n_pixels'])))
