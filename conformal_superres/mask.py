@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
-from .colour import as_image_batch
+from .colour import as_image_batch, range_from_config
 from .fidelity import Neighbourhood, Semantic, fidelity_from_config, psnr
 from .uncertainty import Uncertainty, uncertainty_from_config
 from .calibration import Calibrator, limit_mask, loss_records, min_calibration_size
@@ -20,20 +20,21 @@ from .protocol import draw_samples, model_name, model_scale
 from .tasks import SuperResolution, model_task, task_from_config
 
 # %% auto #0
-__all__ = ['FORMAT', 'FORMAT_VERSION', 'Prediction', 'ConformalMask', 'sample_sigma', 'calibrate', 'limit', 'predict', 'evaluate',
-           'summarise', 'CalibrationFileError', 'validate_calibration', 'save', 'read_calibration', 'load', 'from_file']
+__all__ = ['FORMAT', 'FORMAT_VERSION', 'Prediction', 'ConformalMask', 'data_space', 'check_input', 'sample_sigma', 'calibrate',
+           'limit', 'predict', 'evaluate', 'summarise', 'CalibrationFileError', 'validate_calibration', 'save',
+           'read_calibration', 'load', 'from_file']
 
 # %% ../nbs/07_mask.ipynb #f1fa54ed
-def _sample_chunks(model, lr:Tensor, n_samples:int, generator:torch.Generator, chunk:int, first:list):
-    "Yield `(m,B,3,H,W)` chunks of samples, `m <= chunk`, storing the first sample (clamped to [0,1]) in `first`."
+def _sample_chunks(model, lr:Tensor, n_samples:int, generator:torch.Generator, chunk:int, first:list, channels:int=3):
+    "Yield `(m,B,C,H,W)` chunks of samples (C = `channels`), `m <= chunk`, storing the first sample (clamped to [0,1]) in `first`."
     if hasattr(model, 'iter_samples'): chunks = model.iter_samples(lr, n_samples, generator, chunk)
     else: chunks = (draw_samples(model, lr, min(chunk, n_samples - d), generator) for d in range(0, n_samples, chunk))
     done = 0
     for s in chunks:
-        if not isinstance(s, Tensor) or s.ndim != 5 or s.shape[1] != lr.shape[0] or s.shape[2] != 3 or not 1 <= len(s) <= chunk:
+        if not isinstance(s, Tensor) or s.ndim != 5 or s.shape[1] != lr.shape[0] or s.shape[2] != channels or not 1 <= len(s) <= chunk:
             got = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
             raise ValueError(f"model {model_name(model)!r} returned samples {got} for a low-res batch {tuple(lr.shape)}; "
-                             f"expected a tensor (m, {lr.shape[0]}, 3, H, W) with 1 <= m <= {chunk}")
+                             f"expected a tensor (m, {lr.shape[0]}, {channels}, H, W) with 1 <= m <= {chunk}")
         if not first: first.append(s[0].clamp(0, 1))
         done += len(s)
         yield s
@@ -65,6 +66,7 @@ class ConformalMask:
                  seed:int=0,                 # with each image's content, the seed of that image's sampling generator
                  sample_batch:int=4,         # samples drawn per model call when the model has `sample`
                  task=None,                  # a `tasks.Task` or its name; None: the model's `task`, else x`model.scale` super-resolution
+                 channels:int|None=None,     # C of the data: 3 for sRGB photos; for intensities None reads it from the first calibration pair
                 ):
         if n_samples < 2: raise ValueError(f"n_samples={n_samples}: the uncertainty needs at least 2 samples per image")
         self.model, self.n_samples, self.seed, self.sample_batch = model, int(n_samples), seed, sample_batch
@@ -72,6 +74,7 @@ class ConformalMask:
         self.scale = self.task.scale
         self.uncertainty = uncertainty if uncertainty is not None else Uncertainty(kernel='box:5')
         self.fidelity = fidelity if fidelity is not None else Neighbourhood('box:5')
+        self.space, self.channels = data_space(self.uncertainty, self.fidelity, channels)   # 'lab' and 3 for photos
         self.calibrator, self.limits, self._n = None, {}, 0
         self.guarantee = dict(kind='expected', delta=None)   # set by `calibrate`; 'high-probability' carries its delta
 
@@ -79,7 +82,7 @@ class ConformalMask:
         "Everything that must agree between calibration and prediction for the guarantee to hold."
         return dict(model=model_name(self.model), task=self.task.config(), scale=self.scale, n_samples=self.n_samples,
                     uncertainty=self.uncertainty.config(), fidelity=self.fidelity.config(),
-                    guarantee=dict(self.guarantee))
+                    guarantee=dict(self.guarantee)) | ({} if self.space == 'lab' else {'data': _data_config(self)})
 
     @property
     def bound(self)->float: return float(self.fidelity.bound)
@@ -94,6 +97,71 @@ class ConformalMask:
         return (f"ConformalMask({model_name(self.model)}, {what}, M={self.n_samples}, "
                 f"uncertainty={self.uncertainty.config()}, fidelity={self.fidelity.config()}, n={self.n})")
 
+# %% ../nbs/07_mask.ipynb #0a113f83
+def data_space(uncertainty, # the mask's uncertainty estimator
+               fidelity,    # its fidelity metric
+               channels:int|None=None, # the channel count asked for (None: 3 for photos, else from the data)
+              )->tuple:     # (space, channels)
+    "The space ('lab' or 'linear') and the channel count C of a mask's data, checked for agreement."
+    us, fs = getattr(uncertainty, 'space', 'lab'), getattr(fidelity, 'space', 'lab')
+    if us != fs:
+        raise ValueError(f"the uncertainty works in the space {us!r} but the fidelity metric {fidelity!r} in {fs!r}; use one space: "
+                         "'lab' for sRGB photos (the default metrics), 'linear' for intensities (Uncertainty(..., space='linear') "
+                         "with fidelity.Intensity)")
+    if channels is not None and (isinstance(channels, bool) or int(channels) != channels or channels < 1):
+        raise ValueError(f"channels must be a positive integer, not {channels!r}")
+    if fs == 'lab':
+        if channels not in (None, 3):
+            raise ValueError(f"channels={channels}: sRGB photos (space 'lab') have 3 channels; for {channels}-channel data use "
+                             "the 'linear' space: Uncertainty(..., space='linear') and fidelity.Intensity")
+        return 'lab', 3
+    own = getattr(fidelity, 'channels', None)
+    if channels is not None and own is not None and own != channels:
+        raise ValueError(f"channels={channels} but the fidelity metric {fidelity!r} is for {own} channels")
+    return 'linear', int(channels) if channels is not None else own
+
+def _data_config(self:ConformalMask)->dict:
+    "What a calibration records of the data: space, channel count and value range (None: normalised units)."
+    vr = getattr(self.fidelity, 'value_range', None)
+    return dict(space=self.space, channels=self.channels, value_range=None if vr is None else vr.config())
+
+def _data_batch(self:ConformalMask, x, name:str)->Tensor:
+    "An image batch validated for this mask: sRGB for photos; for intensities any C until calibrated, then C."
+    if self.space == 'lab': return as_image_batch(x, name=name)
+    x = as_image_batch(x, name=name, channels=None)
+    if self.channels is not None and x.shape[1] != self.channels:
+        raise ValueError(f"{name} has {x.shape[1]} channel(s), but this mask is for {self.channels}-channel data; give "
+                         f"{self.channels}-channel images, or calibrate a mask for {x.shape[1]}-channel data")
+    return x
+
+def check_input(self:ConformalMask,
+                value_range,           # the `ValueRange` the data were normalised with by its reader (None: none)
+                channels:int,          # its channel count
+                name:str,              # the file, for the message
+               ):
+    "Refuse data read with another channel count or value range than this mask's calibration, naming the file."
+    mine = getattr(self.fidelity, 'value_range', None)
+    if self.channels is not None and channels != self.channels:
+        raise ValueError(f"{name} has {channels} channel(s), but the calibration is for {self.channels}-channel data; "
+                         "give it images of the calibration's kind, or calibrate again on such images")
+    if self.space == 'linear' and value_range != mine:
+        raise ValueError(f"{name} was read with the value range {value_range!r}, but the calibration is for {mine!r}; read it "
+                         "with the calibration's range (or window), or calibrate again for this range")
+
+ConformalMask.check_input = check_input
+
+def _validate_data(cfg:dict, metric, bad):
+    "The checks of `config.data` in a calibration file (`bad(field, why)` raises)."
+    data = cfg['data']
+    if not isinstance(data, dict) or data.get('space') != 'linear': bad('config.data', f"{data!r} is not {{'space': 'linear', 'channels': C, 'value_range': ...}}")
+    c = data.get('channels')
+    if not isinstance(c, int) or isinstance(c, bool) or c < 1: bad('config.data.channels', f"{c!r} is not a channel count (an integer >= 1)")
+    try: vr = range_from_config(data.get('value_range'))
+    except (TypeError, ValueError) as e: bad('config.data.value_range', str(e))
+    if getattr(metric, 'space', 'lab') != 'linear': bad('config.fidelity', f"{cfg['fidelity']!r} is a metric of sRGB photos, but config.data is of intensities")
+    if vr != getattr(metric, 'value_range', None): bad('config.data.value_range', f"{vr!r} differs from the fidelity metric's range")
+    if cfg['uncertainty'].get('space', 'lab') != 'linear': bad('config.uncertainty.space', "intensities need the 'linear' space")
+
 # %% ../nbs/07_mask.ipynb #d8c2ce81
 def _own_prediction(model, lr:Tensor, first:Tensor)->Tensor:
     "$\\hat Y$: `model.prediction(lr)` when the model offers one (not None), else the first sample `first`."
@@ -107,7 +175,7 @@ def _own_prediction(model, lr:Tensor, first:Tensor)->Tensor:
 
 # %% ../nbs/07_mask.ipynb #f858ff0c
 def _lr_batch(self:ConformalMask, lr)->Tensor:
-    return as_image_batch(lr, name='low-res image')
+    return _data_batch(self, lr, 'low-res image')
 
 def _image_seed(seed:int, lr:Tensor)->int:
     "A 63-bit seed from the mask's seed and one low-res image's content (shape and float32 values)."
@@ -118,7 +186,8 @@ def _image_seed(seed:int, lr:Tensor)->int:
 def _draw(self:ConformalMask, lr:Tensor, generator:torch.Generator)->tuple:
     "Samples of a validated batch from one generator, streamed into the uncertainty estimator."
     first = []
-    sigma = self.uncertainty(_sample_chunks(self.model, lr, self.n_samples, generator, self.sample_batch, first))
+    c = 3 if self.space == 'lab' else lr.shape[1]
+    sigma = self.uncertainty(_sample_chunks(self.model, lr, self.n_samples, generator, self.sample_batch, first, c))
     pred = _own_prediction(self.model, lr, first[0])
     want = self.task.output_size(lr.shape[-2:])
     if tuple(pred.shape[-2:]) != want:
@@ -161,7 +230,7 @@ def _unpack(item, i:int):
     return lr, hr, (item[2] if len(item) == 3 else None)
 
 def _check_pair(self:ConformalMask, lr:Tensor, hr:Tensor, i:int):
-    want = (lr.shape[0], 3, *self.task.output_size(lr.shape[-2:]))
+    want = (lr.shape[0], 3 if self.space == 'lab' else lr.shape[1], *self.task.output_size(lr.shape[-2:]))
     if tuple(hr.shape) != want and not isinstance(self.task, SuperResolution):
         raise ValueError(f"pair {i}: the true output is {tuple(hr.shape)} but the input {tuple(lr.shape)} under the task "
                          f"{self.task.name!r} gives {want}; make the input from the truth with the task's degrade "
@@ -177,7 +246,8 @@ def _scored(self:ConformalMask, pairs, desc:str, progress:bool):
     total = len(pairs) if hasattr(pairs, '__len__') else None
     for i, item in enumerate(tqdm(pairs, total=total, desc=desc, disable=not progress)):
         lr, hr, extra = _unpack(item, i)
-        lr, hr = _lr_batch(self, lr), as_image_batch(hr, name=f'high-res image of pair {i}')
+        lr, hr = _lr_batch(self, lr), _data_batch(self, hr, f'high-res image of pair {i}')
+        if self.channels is None: self.channels = lr.shape[1]   # intensities: the first pair says C
         _check_pair(self, lr, hr, i)
         pred, sigma = _sample_sigma(self, lr, None)   # lr is validated above: not again
         yield hr, pred, sigma, _fidelity_maps(self, hr, pred, extra)
@@ -319,6 +389,8 @@ def validate_calibration(doc:dict,          # the parsed JSON of a calibration f
         bad('config.guarantee', f"{g!r} is not {{'kind': 'expected' or 'high-probability', 'delta': ...}}")
     if g['kind'] == 'high-probability' and not (isinstance(g.get('delta'), (int, float)) and not isinstance(g.get('delta'), bool) and 0 < g['delta'] < 1):
         bad('config.guarantee.delta', f"{g.get('delta')!r} is not a failure probability in (0, 1)")
+    if 'data' in cfg: _validate_data(cfg, metric, bad)
+    elif getattr(metric, 'space', 'lab') != 'lab': bad('config.data', "missing: a calibration of intensities records their space, channels and range")
     n = doc.get('n')
     if not isinstance(n, int) or isinstance(n, bool) or n < 1: bad('n', f"{n!r} is not a number of calibration images (an integer >= 1)")
     B = _number(doc.get('bound'))
@@ -390,6 +462,7 @@ def load(self:ConformalMask, path)->ConformalMask:
     if theirs != mine:
         raise CalibrationFileError(f"{path} was calibrated for the task {theirs} but this object does {mine}: a calibration holds only "
                                    "for inputs made as in calibration; calibrate again for this task, or load it for its own task")
+    if self.space == 'linear' and self.channels is None: self.channels = doc['config'].get('data', {}).get('channels')
     diff = _differences({'guarantee': dict(kind='expected', delta=None)} | {'task': theirs} | doc['config'], self.config())  # older files: expected, super-resolution
     if diff:
         raise ValueError(f"{path} was calibrated under a different configuration; calibrate again, or configure "
