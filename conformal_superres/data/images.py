@@ -260,10 +260,15 @@ def load_intensity(source:str|Path,        # a PNG/TIFF (8/16-bit, any number of
     if is_dicom(path):
         v, info = read_dicom(path)
         a, units = v[None], info['units']
+        if value_range is not None and value_range.units and value_range.units != units:
+            raise ValueError(f"{path} holds {info['modality'] or 'DICOM'} values in {units or 'no unit'}, but the range declared is in "
+                             f"{value_range.units}: it is not data of that kind; give files of the calibration's kind")
         rng = (ValueRange.window(*window, units) if window is not None else value_range if value_range is not None
                else ValueRange.window(*info['window'], units) if info['window'] else ValueRange(*info['full'], units))
     else:
         if window is not None: raise ValueError(f"{path}: a window (centre, width) is for DICOM files; give value_range=(lo, hi)")
+        if value_range is not None and value_range.units == 'HU':
+            raise ValueError(f"{path} is not a DICOM file, but the range declared is in HU (read from CT slices); give DICOM files")
         a = _raster(path)
         own = None if a.dtype.kind == 'f' else _native_range(a, path)
         if value_range is not None and own is not None and own.hi < value_range.hi:
