@@ -230,8 +230,45 @@ def test_dicom_rescale_and_windows(tmp_path):
     assert rng == ValueRange.window(50, 350, 'HU')
     assert torch.allclose(x[0].double(), torch.from_numpy(np.clip((raw * 2 - 1000 + 125) / 350, 0, 1)), atol=1e-6)
     assert load_intensity(tmp_path / 'scaled.dcm', window=(40, 400))[1] == ValueRange(-160, 240, 'HU')   # the user's window
-    assert load_intensity(tmp_path / 'scaled.dcm', value_range=(-1000, 1000))[1] == ValueRange(-1000, 1000)
+    assert load_intensity(tmp_path / 'scaled.dcm', value_range=(-1000, 1000))[1] == ValueRange(-1000, 1000, 'HU')   # the file's units
+    with pytest.raises(ValueError, match='MR_small.dcm holds MR values in no unit'):
+        load_intensity(get_testdata_file('MR_small.dcm'), value_range=ValueRange(-1000, 1000, 'HU'))
     mr, mr_range = load_intensity(get_testdata_file('MR_small.dcm'))
     assert mr.shape == (1, 64, 64) and mr_range == ValueRange.window(600, 1600, '')
     (tmp_path / 'broken.dcm').write_bytes(b'\0' * 200)
     with pytest.raises(ValueError, match='broken.dcm'): load_intensity(tmp_path / 'broken.dcm')
+
+
+# ---------------------------------------------------------------- the command line
+def test_command_line_on_a_folder_of_16_bit_and_dicom_files(tmp_path, capsys):
+    from conformal_superres.cli.main import main
+    from skimage import data
+    folder = tmp_path / 'grey'; folder.mkdir()
+    for k, n in enumerate(('camera', 'moon')):
+        tifffile.imwrite(folder / f'{n}.tif', getattr(data, n)()[:128, :128].astype(np.uint16) * 257)
+    cal = tmp_path / 'cal.json'
+    main(['calibrate', '--space', 'linear', '--data', str(folder), '--crop', '32', '--crops-per-image', '15',
+          '--alphas', '20000', '-M', '3', '--out', str(cal), '--quiet'])
+    doc = json.loads(cal.read_text())
+    assert doc['config']['data'] == {'space': 'linear', 'channels': 1, 'value_range': {'lo': 0.0, 'hi': 65535.0, 'units': ''}}
+    assert doc['bound'] == 65535.0 and doc['n'] == 30
+    lr = tmp_path / 'lr.tif'; tifffile.imwrite(lr, data.camera()[200:208, 200:208].astype(np.uint16) * 257)
+    main(['predict', str(lr), '--calibration', str(cal), '--out', str(tmp_path / 'pred'), '--quiet'])
+    pred = tifffile.imread(tmp_path / 'pred' / 'lr_prediction.tif')
+    assert pred.shape == (1, 32, 32) and pred.dtype == np.float32 and 0 <= pred.min() and pred.max() <= 65535
+    assert np.load(tmp_path / 'pred' / 'lr_sigma.npy').shape == (32, 32)
+
+    def fails(argv, contains, code):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as e: main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == code and contains in err, (e.value.code, err)
+    Image.fromarray(data.camera()[:8, :8]).save(tmp_path / 'eight.png')
+    fails(['predict', str(tmp_path / 'eight.png'), '--calibration', str(cal), '--out', str(tmp_path / 'p2')], 'eight.png is uint8', 3)
+    tifffile.imwrite(tmp_path / 'rgb16.tif', np.zeros((3, 8, 8), np.uint16), photometric='minisblack', planarconfig='separate')
+    fails(['predict', str(tmp_path / 'rgb16.tif'), '--calibration', str(cal), '--out', str(tmp_path / 'p3')], 'rgb16.tif has 3 channel(s)', 3)
+    fails(['predict', get_testdata_file('CT_small.dcm'), '--calibration', str(cal), '--out', str(tmp_path / 'p4')],
+          "CT_small.dcm reads as ValueRange(0, 65535, 'HU')", 3)   # HU are not the counts of the calibration
+    fails(['evaluate', '--calibration', str(cal), '--data', str(folder), '--out', str(tmp_path / 'ev')], 'Python API', 2)
+    fails(['calibrate', '--space', 'linear', '--data', str(folder), '--model', 'embedded', '--out', str(tmp_path / 'x.json')], 'sRGB photos', 2)
+    fails(['calibrate', '--space', 'linear', '--data', str(folder), '--window', '40', '--out', str(tmp_path / 'x.json')], 'two numbers', 2)

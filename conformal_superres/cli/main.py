@@ -785,6 +785,7 @@ def predict_intensities(args, doc:dict):
     for f in args.images:   # every input read (and checked against the calibration) before any work
         try: x, r = load_intensity(f, rng, channels=C)
         except (FileNotFoundError, IsADirectoryError, ValueError, ImportError) as e: raise InputError(str(e)) from None
+        if r != rng: raise InputError(f"{f} reads as {r!r}, but the calibration's range is {rng!r}: give files of the calibration's kind")
         images.append(x)
     cm = _load_mask(args, doc)
     units = f" {rng.units}" if rng.units else ''

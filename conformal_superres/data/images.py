@@ -260,7 +260,8 @@ def load_intensity(source:str|Path,        # a PNG/TIFF (8/16-bit, any number of
     if is_dicom(path):
         v, info = read_dicom(path)
         a, units = v[None], info['units']
-        if value_range is not None and value_range.units and value_range.units != units:
+        if value_range is not None and not value_range.units: value_range = ValueRange(value_range.lo, value_range.hi, units)  # the file's units
+        if value_range is not None and value_range.units != units:
             raise ValueError(f"{path} holds {info['modality'] or 'DICOM'} values in {units or 'no unit'}, but the range declared is in "
                              f"{value_range.units}: it is not data of that kind; give files of the calibration's kind")
         rng = (ValueRange.window(*window, units) if window is not None else value_range if value_range is not None
