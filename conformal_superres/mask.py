@@ -269,6 +269,8 @@ def calibrate(self:ConformalMask,
         raise ValueError(f"guarantee={guarantee!r}: use 'expected' (Theorem 2.1) or 'high-probability' (with delta)")
     if guarantee == 'high-probability' and not 0 < delta < 1: raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
     self.guarantee = dict(kind=guarantee, delta=float(delta) if guarantee == 'high-probability' else None)
+    if (engine is not None or store is not None) and self.space != 'lab':
+        raise ValueError("engine= and store= (conformal_superres.at_scale) calibrate sRGB photos; calibrate intensities without them")
     if engine is not None or store is not None:
         from .at_scale import calibrator_at_scale   # imported here: at_scale builds on this module
         cal = calibrator_at_scale(self, pairs, store=store, engine=engine or 'local', workers=workers, progress=progress, **scale_options)

@@ -272,3 +272,9 @@ def test_command_line_on_a_folder_of_16_bit_and_dicom_files(tmp_path, capsys):
     fails(['evaluate', '--calibration', str(cal), '--data', str(folder), '--out', str(tmp_path / 'ev')], 'Python API', 2)
     fails(['calibrate', '--space', 'linear', '--data', str(folder), '--model', 'embedded', '--out', str(tmp_path / 'x.json')], 'sRGB photos', 2)
     fails(['calibrate', '--space', 'linear', '--data', str(folder), '--window', '40', '--out', str(tmp_path / 'x.json')], 'two numbers', 2)
+
+
+def test_scale_engines_refuse_intensities(tmp_path):
+    cm = linear_mask(Intensity())
+    with pytest.raises(ValueError, match='calibrate intensities without them'):
+        cm.calibrate([(torch.rand(1, 8, 8), torch.rand(1, 16, 16))], engine='local', progress=False)
