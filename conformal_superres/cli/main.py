@@ -9,29 +9,31 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from ..fidelity import FIDELITIES, ChromaNeighbourhood, Neighbourhood, fidelity_from_config
+from ..fidelity import FIDELITIES, ChromaNeighbourhood, Intensity, Neighbourhood, fidelity_from_config
+from ..colour import ValueRange, range_from_config
 from ..uncertainty import Uncertainty
 from ..calibration import limit_mask, min_calibration_size
 from ..mask import ConformalMask, Prediction, CalibrationFileError, summarise, read_calibration
 from ..sampling import image_generator
 from ..data.pairs import batched, make_pairs, split_pairs
 from ..data.photos import bundled_photos
-from ..data.images import (OutputError, check_writable, image_size, load_image, to_uint8,
+from ..data.images import (OutputError, check_writable, image_size, load_image, load_intensity, to_uint8,
                                        write_atomic, write_files)
-from ..data.datasets import image_folder
+from ..data.datasets import image_folder, intensity_files, intensity_pairs
 from ..models.adapters import FolderSamples, KeptSamples, ModelCallError, ModelOutputError
 from ..experiments.command import add_experiment_parser
 from ..tasks import SuperResolution, as_task
 
 # %% auto #0
 __all__ = ['EXIT_CODES', 'TABLE_COLUMNS', 'REPORT_FILES', 'SIGMA_DECADES', 'UNTRUSTED_TINT', 'MODEL_HALO', 'MODELS',
-           'DEMO_ALPHAS', 'DEMO_SETTINGS', 'MODEL_KEYS', 'LARGE_INPUT', 'PREDICT_FILES', 'ALPHA_HELP', 'CLIError',
-           'UsageError', 'InputError', 'OutputProblem', 'ModelProblem', 'exit_code', 'error_message', 'table_markdown',
-           'write_table', 'plot_risk', 'sigma_range', 'sigma_colours', 'legend_strip', 'overlay_u8', 'overlay_legend',
-           'sigma_legend', 'overlay', 'example_indices', 'evaluated_examples', 'plot_examples', 'parse_alphas',
-           'check_alphas', 'needed_n', 'infeasible', 'check_device', 'check_images', 'output_stems', 'check_outputs',
-           'tile_halo', 'predict_tiled', 'build_model', 'build_fidelity', 'run_demo', 'cmd_calibrate', 'cmd_predict',
-           'prediction_files', 'cmd_evaluate', 'write_report', 'parser', 'cmd_demo', 'main']
+           'DEMO_ALPHAS', 'DEMO_SETTINGS', 'MODEL_KEYS', 'LARGE_INPUT', 'PREDICT_FILES', 'PREDICT_INTENSITY_FILES',
+           'ALPHA_HELP', 'CLIError', 'UsageError', 'InputError', 'OutputProblem', 'ModelProblem', 'exit_code',
+           'error_message', 'table_markdown', 'write_table', 'plot_risk', 'sigma_range', 'sigma_colours',
+           'legend_strip', 'overlay_u8', 'overlay_legend', 'sigma_legend', 'overlay', 'example_indices',
+           'evaluated_examples', 'plot_examples', 'parse_alphas', 'check_alphas', 'needed_n', 'infeasible',
+           'check_device', 'check_images', 'output_stems', 'check_outputs', 'tile_halo', 'predict_tiled', 'build_model',
+           'build_fidelity', 'run_demo', 'cmd_calibrate', 'cmd_predict', 'prediction_files', 'cmd_evaluate',
+           'write_report', 'calibrate_intensities', 'predict_intensities', 'parser', 'cmd_demo', 'main']
 
 # %% ../../nbs/cli/23_cli.ipynb #6898f878
 EXIT_CODES = {0: 'success',
@@ -377,8 +379,9 @@ def predict_tiled(cm:ConformalMask,   # calibrated
     if tile and tile % 2: tile += 1                       # even offsets keep the models' stride-2 layers aligned
     if not tile or cm.uncertainty.clip_quantile is not None: tile = max(h, w)   # a per-image quantile needs the whole map
     halo = tile_halo(cm) if max(h, w) > tile else 0
-    pred, sigma, mask = (np.empty((h * s, w * s, 3), np.uint8), np.empty((h * s, w * s), np.float64),
-                         np.empty((h * s, w * s), bool))
+    photo = getattr(cm, 'space', 'lab') == 'lab'     # intensities: (H,W,C) float32 in [0,1] instead of uint8 sRGB
+    pred, sigma, mask = (np.empty((h * s, w * s, 3), np.uint8) if photo else np.empty((h * s, w * s, lr.shape[0]), np.float32),
+                         np.empty((h * s, w * s), np.float64), np.empty((h * s, w * s), bool))
     g = image_generator(cm.seed, lr)   # the seed `predict` gives this image
     corners = [(y, x) for y in range(0, h, tile) for x in range(0, w, tile)]
     for y0, x0 in tqdm(corners, desc=desc, disable=not progress or len(corners) == 1, leave=False):
@@ -387,7 +390,7 @@ def predict_tiled(cm:ConformalMask,   # calibrated
         p, sg = cm.sample_sigma(lr[None, :, a0:a1, b0:b1], g)
         rows, cols = slice((y0 - a0) * s, (y1 - a0) * s), slice((x0 - b0) * s, (x1 - b0) * s)
         out = (slice(y0 * s, y1 * s), slice(x0 * s, x1 * s))
-        pred[out] = to_uint8(p[0][:, rows, cols])
+        pred[out] = to_uint8(p[0][:, rows, cols]) if photo else p[0][:, rows, cols].permute(1, 2, 0).cpu().numpy()
         sigma[out] = sg[0][rows, cols].cpu().numpy()
         mask[out] = limit_mask(sg[0][rows, cols], r).cpu().numpy()
         del p, sg
@@ -532,6 +535,7 @@ def _keyed_items(args, pairs:list|None, scale:int)->dict:
     return out
 
 def cmd_calibrate(args):
+    if args.space == 'linear': return calibrate_intensities(args)
     alphas = parse_alphas(args.alphas)
     fidelity = build_fidelity(args.fidelity, args.fidelity_kernel)
     check_alphas(alphas, float(fidelity.bound))
@@ -628,6 +632,7 @@ LARGE_INPUT = 2_000_000   # LR pixels above which predict warns before it starts
 def cmd_predict(args):
     check_device(args.device)
     doc = _read_calibration(args.calibration); doc['_path'] = args.calibration
+    if 'data' in doc['config']: return predict_intensities(args, doc)
     levels = sorted(float(d['alpha']) for d in doc['limits'])
     alpha = _check_level(args.alpha, doc) if args.alpha is not None else levels[0]
     n, bound, scale = doc['n'], float(doc['bound']), doc['config']['scale']
@@ -673,6 +678,9 @@ def _png(a:np.ndarray)->bytes:
 
 def cmd_evaluate(args):
     doc = _read_calibration(args.calibration); doc['_path'] = args.calibration
+    if 'data' in doc['config']:
+        raise UsageError(f"{args.calibration} is a calibration of intensities (grey, 16-bit, DICOM, multi-band); evaluate it with the "
+                         "Python API (ConformalMask.from_file(...).evaluate(intensity_pairs(...))): the command evaluates photos")
     alphas = parse_alphas(args.alphas) if args.alphas else sorted(float(d['alpha']) for d in doc['limits'])
     for a in alphas: _check_level(a, doc, '--alphas')
     out = Path(args.out).expanduser()
@@ -704,6 +712,92 @@ def write_report(cm, summary, rows, pairs, alphas, out:Path, note:str, which=Non
     write_atomic(out / 'evaluation.json', json.dumps(rows).encode())
     plot_risk(summary, out / 'risk.png', f"{cm.config()['model']}, test images")
     plot_examples(cm, pairs, alphas[len(alphas) // 2], out / 'examples.png', which=which)
+
+# %% ../../nbs/cli/23_cli.ipynb #d8c732ff
+def _number_pair(text:str|None, option:str)->tuple|None:
+    "'40,400' -> (40.0, 400.0)"
+    if text is None: return None
+    try:
+        a, b = (float(v) for v in text.split(','))
+        return a, b
+    except ValueError: raise UsageError(f"{option} {text!r}: give two numbers separated by a comma, e.g. {option} 40,400") from None
+
+def _intensity_metric(args, value_range, channels:int):
+    "The `Intensity` metric of `--fidelity` (intensity, pointwise or neighbourhood), `--fidelity-kernel` and `--bands`."
+    if args.fidelity not in ('neighbourhood', 'pointwise', 'intensity'):
+        raise UsageError(f"--fidelity {args.fidelity}: with --space linear the metric is the intensity error (intensity, "
+                         "pointwise or neighbourhood, with --fidelity-kernel); the others compare sRGB photos")
+    kernel = None if args.fidelity == 'pointwise' else args.fidelity_kernel
+    try: return Intensity(kernel, value_range, args.bands, channels)
+    except ValueError as e: raise UsageError(f"--fidelity-kernel/--bands: {e}") from None
+
+def calibrate_intensities(args):
+    "`calibrate --space linear`: a folder of grey, 16-bit, DICOM or multi-band images, errors in their units."
+    for opt, bad in (('--samples', args.samples), ('--engine', args.engine), ('--store', args.store), ('--keep-samples', args.keep_samples)):
+        if bad: raise UsageError(f"{opt} calibrates sRGB photos; with --space linear give the images with --data only")
+    if args.model not in (None, 'bicubic-perturbed'):
+        raise UsageError(f"--model {args.model} is trained on sRGB photos; with --space linear the command line calibrates "
+                         "bicubic-perturbed (your own model: ConformalMask in Python)")
+    if not args.data: raise UsageError("calibrate --space linear needs --data FOLDER of grey, 16-bit, DICOM or multi-band images")
+    if args.n_samples < 2: raise UsageError(f"-M/--n-samples is {args.n_samples}; the uncertainty needs at least 2 samples per image")
+    alphas = parse_alphas(args.alphas)
+    window, value_range = _number_pair(args.window, '--window'), _number_pair(args.value_range, '--value-range')
+    if window and value_range: raise UsageError("give --window or --value-range, not both")
+    try:
+        files = intensity_files(args.data)
+        first, rng = load_intensity(files[0], value_range, window)
+        if args.units: rng = ValueRange(rng.lo, rng.hi, args.units)
+    except (FileNotFoundError, NotADirectoryError, ValueError, ImportError) as e: raise InputError(f"--data: {e}") from None
+    fidelity = _intensity_metric(args, rng, first.shape[0])
+    check_alphas(alphas, float(fidelity.bound))
+    try: unc = Uncertainty(kernel=args.uncertainty_kernel, smoothing=args.smoothing, clip_quantile=args.clip_quantile, space='linear')
+    except ValueError as e: raise UsageError(str(e)) from None
+    out = check_outputs([args.out], args.overwrite)[0]
+    try: pairs = intensity_pairs(files, args.crop or None, args.crops_per_image if args.crop else 1, scale=4, seed=args.seed,
+                                 value_range=rng, channels=first.shape[0])
+    except ValueError as e: raise InputError(f"--data: {e}") from None
+    low = _feasibility(alphas, len(pairs), float(fidelity.bound), 'cannot be calibrated with')
+    cm = ConformalMask(build_model('bicubic-perturbed'), uncertainty=unc, fidelity=fidelity, n_samples=args.n_samples, seed=args.seed)
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message=r'alpha=.* is below B/\(n\+1\)')   # said above, before the work
+        th = cm.calibrate(batched(pairs), alphas, progress=not args.quiet)
+    write_atomic(out, lambda tmp: cm.save(tmp))
+    units = f" {rng.units}" if rng.units else ''
+    for a in sorted(th):
+        print(f"alpha={a:g}{units}  limit r*={th[a]:.6g} (mask: sigma < r*)" + (f"  EMPTY MASK: needs n >= {needed_n(a, cm.bound)}" if a in low else ''))
+    print(f"calibrated {len(th)} level{'s' * (len(th) > 1)} on n={cm.n} crops of {len(files)} file{'s' * (len(files) > 1)} "
+          f"({cm.channels} channel{'s' * (cm.channels > 1)}, range {rng.lo:g}..{rng.hi:g}{units}, B = {cm.bound:g}{units}); "
+          f"wrote the calibration to {out}")
+
+PREDICT_INTENSITY_FILES = ('prediction.tif', 'mask.png', 'overlay.png', 'sigma.png', 'sigma.npy')
+
+def predict_intensities(args, doc:dict):
+    "`predict` with a calibration of intensities: every input read with the calibration's range and channel count."
+    import tifffile
+    data = doc['config']['data']
+    rng, C = range_from_config(data['value_range']), data['channels']
+    levels = sorted(float(d['alpha']) for d in doc['limits'])
+    alpha = _check_level(args.alpha, doc) if args.alpha is not None else levels[0]
+    out = Path(args.out).expanduser()
+    stems = output_stems(args.images)
+    files = [[out / f'{s}_{k}' for k in PREDICT_INTENSITY_FILES] for s in stems]
+    check_outputs([f for fs in files for f in fs], args.overwrite)
+    images = []
+    for f in args.images:   # every input read (and checked against the calibration) before any work
+        try: x, r = load_intensity(f, rng, channels=C)
+        except (FileNotFoundError, IsADirectoryError, ValueError, ImportError) as e: raise InputError(str(e)) from None
+        if r != rng: raise InputError(f"{f} reads as {r!r}, but the calibration's range is {rng!r}: give files of the calibration's kind")
+        images.append(x)
+    cm = _load_mask(args, doc)
+    units = f" {rng.units}" if rng.units else ''
+    for f, x, stem, fs in zip(args.images, images, stems, files):
+        pred, sigma, mask, r = predict_tiled(cm, x, alpha, args.tile, progress=not args.quiet, desc=Path(f).name)
+        grey = to_uint8(torch.from_numpy(pred[..., 0]))[..., None].repeat(3, -1)      # the first band, for the pictures
+        tif = io.BytesIO(); tifffile.imwrite(tif, np.moveaxis(rng.to_units(torch.from_numpy(pred)).numpy().astype(np.float32), -1, 0))
+        write_files(dict(zip(fs, [tif.getvalue()] + prediction_files(grey, sigma, mask, alpha, r)[1:])))
+        print(f"{f}: {float(mask.mean()):.1%} of pixels trusted at alpha={alpha:g}{units} (limit r* {r:.4g}); wrote {out / stem}_*")
+    print(f"wrote {len(PREDICT_INTENSITY_FILES)} files for each of {len(files)} image{'s' * (len(files) > 1)} to {out}: "
+          f"_prediction.tif (float32, C bands, in{units or ' the data units'}), _mask.png (white = trusted), _overlay.png, _sigma.png, _sigma.npy")
 
 # %% ../../nbs/cli/23_cli.ipynb #2615688a
 ALPHA_HELP = ("alpha bounds the expected fidelity error inside the mask, in the fidelity metric's units (normalised CIELAB L1, "
@@ -782,6 +876,12 @@ def parser()->argparse.ArgumentParser:
     c.add_argument('--guarantee', choices=('expected', 'high-probability'), default='expected',
                    help='expected: E[error] <= alpha (Theorem 2.1); high-probability: error <= alpha with probability >= 1 - delta')
     c.add_argument('--delta', type=float, default=0.1, help='failure probability of --guarantee high-probability')
+    c.add_argument('--space', choices=('lab', 'linear'), default='lab',
+                   help='lab: sRGB photos; linear: grey, 16-bit, DICOM or multi-band images, errors in their units')
+    c.add_argument('--window', metavar='CENTRE,WIDTH', help='with --space linear: read DICOM files through this window, e.g. 40,400 (HU)')
+    c.add_argument('--value-range', metavar='LO,HI', help="with --space linear: the values that become 0 and 1 (default: the first file's window or pixel range)")
+    c.add_argument('--units', help="with --space linear: the name of the data's units, for reports (DICOM CT: HU)")
+    c.add_argument('--bands', choices=('max', 'mean', 'sum'), default='max', help='with --space linear: how the error combines the channels')
     c.set_defaults(fn=cmd_calibrate)
     q = sub.add_parser('predict', help='confidence masks for low-resolution images', formatter_class=_fmt,
                        description='Super-resolve images and mark the pixels that can be trusted at a calibrated alpha. ' + ALPHA_HELP + '.')
