@@ -12,11 +12,12 @@ from .mask import ConformalMask, Prediction
 from .data.images import write_atomic
 
 # %% auto #0
-__all__ = ['SIGMA_DECADES', 'UNTRUSTED_TINT', 'sigma_range', 'sigma_colours', 'legend_strip', 'overlay_u8', 'overlay_legend',
-           'sigma_legend', 'overlay', 'figure_bytes', 'png_bytes', 'plot_risk', 'example_indices', 'evaluated_examples',
-           'plot_examples']
+__all__ = ['SIGMA_DECADES', 'LEGEND_MIN_WIDTH', 'UNTRUSTED_TINT', 'UNTRUSTED_WEIGHT', 'sigma_range', 'magma_lut', 'sigma_colours',
+           'legend_font_size', 'legend_layout', 'tick_layout', 'legend_strip', 'with_legend', 'overlay',
+           'overlay_legend', 'sigma_legend', 'overlay_picture', 'sigma_picture', 'figure_bytes', 'png_bytes',
+           'plot_risk', 'example_indices', 'evaluated_examples', 'plot_examples']
 
-# %% ../nbs/07c_plotting.ipynb #eaec3ccd
+# %% ../nbs/07c_plotting.ipynb #aac631a7
 SIGMA_DECADES = (3, 2)   # the sigma picture spans r* / 10**3 .. r* * 10**2, on a log scale
 
 def sigma_range(limit:float)->tuple[float, float]:
@@ -24,94 +25,150 @@ def sigma_range(limit:float)->tuple[float, float]:
     t = limit if math.isfinite(limit) and limit > 0 else 1e-3
     return t / 10 ** SIGMA_DECADES[0], t * 10 ** SIGMA_DECADES[1]
 
+# %% ../nbs/07c_plotting.ipynb #e4f27064
+def magma_lut()->np.ndarray:
+    "The magma colour map as a (256,3) uint8 table: the colours of sigma in every picture and colour bar."
+    import matplotlib
+    return (matplotlib.colormaps['magma'](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
+
+# %% ../nbs/07c_plotting.ipynb #8b735944
 def sigma_colours(sigma:np.ndarray, # (H,W) uncertainty map
                   limit:float,      # r*, marked on the colour bar
                  )->np.ndarray:     # (H,W,3) uint8, magma on a log scale fixed by the limit
     "Colour a sigma map on a log scale fixed by the limit r*, so that the same colour means the same sigma in every image."
-    import matplotlib
     lo, hi = sigma_range(limit)
-    lut = (matplotlib.colormaps['magma'](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
-    out = np.empty(sigma.shape + (3,), np.uint8)
+    lut, out = magma_lut(), np.empty(sigma.shape + (3,), np.uint8)
     for r in range(0, sigma.shape[0], 256):            # in bands of rows: the float temporaries stay small
         x = (np.log10(np.clip(sigma[r:r + 256], lo, hi)) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
         out[r:r + 256] = lut[(x * 255).round().astype(np.int64)]
     return out
 
-# %% ../nbs/07c_plotting.ipynb #e4f6e4f9
+# %% ../nbs/07c_plotting.ipynb #0bb0b2b4
+LEGEND_MIN_WIDTH = 480   # px: the narrowest legend; a narrower picture is centred on a white margin above it
+
 def _font(size:int):
     from PIL import ImageFont
     try: return ImageFont.load_default(size=size)
     except TypeError: return ImageFont.load_default()   # Pillow < 10.1: a fixed small font
 
+def legend_font_size(width:int)->int:
+    "The legend's font size for a picture `width` px wide (11 to 40 px)."
+    return max(11, min(40, max(width, LEGEND_MIN_WIDTH) // 70))
+
+# %% ../nbs/07c_plotting.ipynb #e99fa346
+def legend_layout(width:int, # the strip's width in pixels
+                  items:list, # (rgb colour or None, text) entries, left to right
+                  fs:int,     # font size
+                 )->tuple:    # [(x, y, w, h, colour or word)] boxes of squares and words, and the height they take
+    "Where each square and each word of a legend goes, wrapped word by word onto lines `width` px wide."
+    from PIL import Image, ImageDraw
+    font, line, left = _font(fs), int(fs * 1.5), fs // 2
+    measure = ImageDraw.Draw(Image.new('RGB', (1, 1)))
+    space, boxes, x, y = int(measure.textlength(' ', font=font)), [], left, left
+    for colour, text in items:
+        for k, word in enumerate(text.split()):
+            square = colour is not None and k == 0          # a square stays on the line of its first word
+            w = int(measure.textlength(word, font=font)) + (int(fs * 1.4) if square else 0)
+            if x > left and x + w > width - left: x, y = left, y + line
+            if square: boxes.append((x, y, fs, fs, colour)); x += int(fs * 1.4); w -= int(fs * 1.4)
+            boxes.append((x, y, w, fs, word)); x += w + space
+        x += fs - space
+    return boxes, y + line
+
+# %% ../nbs/07c_plotting.ipynb #d74c91e0
+def tick_layout(width:int, # the strip's width
+                ticks:list, # [(position 0..1, label, marked)] along the colour bar
+                fs:int,    # font size
+               )->list:    # [(tick x, label x, label width, label, marked)], marked ticks first
+    "Where the colour bar's ticks and labels go; a label that would overlap one already placed is left out (its tick stays)."
+    from PIL import Image, ImageDraw
+    font, (x0, x1) = _font(fs), (fs, width - fs)
+    measure = ImageDraw.Draw(Image.new('RGB', (1, 1)))
+    placed = []
+    for pos, label, marked in sorted(ticks, key=lambda t: not t[2]):
+        xt, tw = int(x0 + pos * (x1 - x0 - 1)), int(measure.textlength(label, font=font))
+        xl = min(max(0, xt - tw // 2), width - tw)
+        free = all(xl + tw + fs // 2 <= pl or pl + pw + fs // 2 <= xl for _, pl, pw, plab, _ in placed if plab)
+        placed.append((xt, xl, tw, label if free else '', marked))
+    return placed
+
+# %% ../nbs/07c_plotting.ipynb #febf8fc6
 def legend_strip(width:int,          # the picture's width in pixels
                  items:list,         # (rgb colour or None, text) entries, left to right
-                 colourbar:tuple|None=None, # (lut (256,3) uint8, [(position 0..1, label, marked)]) drawn at the right
-                )->np.ndarray:       # (h,width,3) uint8 strip to put under the picture
-    "A white strip with coloured squares and their meaning (and optionally a colour bar with ticks)."
+                 colourbar:tuple|None=None, # (lut (256,3) uint8, [(position 0..1, label, marked)]) drawn at the bottom
+                )->np.ndarray:       # (h, max(width, LEGEND_MIN_WIDTH), 3) uint8 strip to put under the picture
+    "A white strip with coloured squares and their meaning (and optionally a colour bar with ticks), at least `LEGEND_MIN_WIDTH` wide."
     from PIL import Image, ImageDraw
-    fs = max(11, min(40, width // 70)); font = _font(fs); line = int(fs * 1.5)
-    measure = ImageDraw.Draw(Image.new('RGB', (1, 1)))
-    rows, x = [[]], fs // 2                           # entries wrapped onto as many lines as the width needs
-    for colour, text in items:
-        wd = (int(fs * 1.4) if colour is not None else 0) + int(measure.textlength(text, font=font)) + fs
-        if rows[-1] and x + wd > width: rows.append([]); x = fs // 2
-        rows[-1].append((colour, text)); x += wd
-    h = fs // 2 + len(rows) * line + (int(fs * 3) if colourbar else 0)
-    im = Image.new('RGB', (width, h), 'white'); d = ImageDraw.Draw(im)
-    for r, row in enumerate(rows):
-        x, y = fs // 2, fs // 2 + r * line
-        for colour, text in row:
-            if colour is not None:
-                d.rectangle([x, y, x + fs, y + fs], fill=tuple(int(c) for c in colour), outline='black'); x += int(fs * 1.4)
-            d.text((x, y), text, fill='black', font=font); x += int(d.textlength(text, font=font)) + fs
+    width = max(width, LEGEND_MIN_WIDTH); fs = legend_font_size(width); font = _font(fs)
+    boxes, yb = legend_layout(width, items, fs)
+    im = Image.new('RGB', (width, yb + (int(fs * 3) if colourbar else 0)), 'white'); d = ImageDraw.Draw(im)
+    for x, y, w, h, what in boxes:
+        if isinstance(what, str): d.text((x, y), what, fill='black', font=font)
+        else: d.rectangle([x, y, x + w, y + h], fill=tuple(int(c) for c in what), outline='black')
     if colourbar is not None:
         lut, ticks = colourbar
-        x0, x1, yb = fs, width - fs, fs // 2 + len(rows) * line
-        if x1 - x0 > 10:
-            cols = lut[np.linspace(0, 255, x1 - x0).round().astype(int)]
-            im.paste(Image.fromarray(np.repeat(cols[None], fs, 0)), (x0, yb))
-            for pos, label, marked in ticks:
-                xt = int(x0 + pos * (x1 - x0 - 1))
-                d.line([xt, yb - (fs // 3 if marked else 0), xt, yb + fs + fs // 4], fill='cyan' if marked else 'black', width=max(1, fs // 8) * (2 if marked else 1))
-                tw = d.textlength(label, font=font)
-                d.text((min(max(0, xt - tw / 2), width - tw), yb + fs + fs // 4), label, fill='black', font=font)
+        x0, x1 = fs, width - fs
+        im.paste(Image.fromarray(np.repeat(lut[np.linspace(0, 255, x1 - x0).round().astype(int)][None], fs, 0)), (x0, yb))
+        for xt, xl, _, label, marked in tick_layout(width, ticks, fs):
+            d.line([xt, yb - (fs // 3 if marked else 0), xt, yb + fs + fs // 4], fill='cyan' if marked else 'black',
+                   width=max(1, fs // 8) * (2 if marked else 1))
+            if label: d.text((xl, yb + fs + fs // 4), label, fill='black', font=font)
     return np.asarray(im)
 
-# %% ../nbs/07c_plotting.ipynb #af8c86fa
-UNTRUSTED_TINT = np.array([255, 26, 26], np.uint8)
+# %% ../nbs/07c_plotting.ipynb #678e4526
+def with_legend(picture:np.ndarray, # (H,W,3) uint8
+                strip:np.ndarray,   # (h,w,3) uint8 legend, `legend_strip`'s
+               )->np.ndarray:       # (H+h, max(W,w), 3): the narrower of the two centred on white
+    "A picture with its legend under it; a picture narrower than its legend is centred on a white margin."
+    W = max(picture.shape[1], strip.shape[1])
+    pad = lambda a: np.pad(a, ((0, 0), ((W - a.shape[1]) // 2, W - a.shape[1] - (W - a.shape[1]) // 2), (0, 0)), constant_values=255)
+    return np.concatenate([pad(picture), pad(strip)])
 
-def overlay_u8(pred:np.ndarray, mask:np.ndarray)->np.ndarray:
-    "(H,W,3) uint8 picture of the prediction with the untrusted pixels (mask False) tinted red."
-    out = pred.copy()
-    for r in range(0, pred.shape[0], 256):             # in bands of rows: the float temporaries stay small
+# %% ../nbs/07c_plotting.ipynb #7c26e6c7
+UNTRUSTED_TINT = np.array([255, 26, 26], np.uint8)   # the red of untrusted pixels
+UNTRUSTED_WEIGHT = 0.55                              # how far an untrusted pixel is blended towards it
+
+def overlay(image,  # (3,H,W) tensor in [0,1], or an (H,W,3) uint8 array
+            mask,   # (H,W) bool tensor or array: True where trusted
+           )->np.ndarray: # (H,W,3): float in [0,1] for a tensor, uint8 for a uint8 array
+    "A picture of `image` with the untrusted pixels (mask False) tinted red."
+    if torch.is_tensor(image): out = image.detach().cpu().permute(1, 2, 0).double().numpy().copy()
+    else: out = np.array(image, copy=True)
+    mask = mask.detach().cpu().numpy() if torch.is_tensor(mask) else np.asarray(mask)
+    tint = UNTRUSTED_TINT if out.dtype == np.uint8 else UNTRUSTED_TINT / 255
+    for r in range(0, out.shape[0], 256):             # in bands of rows: the float temporaries stay small
         o, bad = out[r:r + 256], ~mask[r:r + 256]
-        o[bad] = (0.45 * o[bad] + 0.55 * UNTRUSTED_TINT).round().astype(np.uint8)
-    return out
+        v = (1 - UNTRUSTED_WEIGHT) * o[bad] + UNTRUSTED_WEIGHT * tint
+        o[bad] = v.round().astype(np.uint8) if out.dtype == np.uint8 else v
+    return out if out.dtype == np.uint8 else out.clip(0, 1)
 
+# %% ../nbs/07c_plotting.ipynb #35566ead
 def overlay_legend(width:int, alpha:float, limit:float, fraction:float)->np.ndarray:
     "The legend under the mask overlay: what the colours mean, the level and the limit r*."
-    return legend_strip(width, [(None, 'trusted: shown as generated'), (0.45 * 128 + 0.55 * UNTRUSTED_TINT, 'untrusted: tinted red'),
+    swatch = overlay(np.full((1, 1, 3), 128, np.uint8), np.zeros((1, 1), bool))[0, 0]   # grey, as untrusted
+    return legend_strip(width, [(None, 'trusted: shown as generated'), (swatch, 'untrusted: tinted red'),
                                 (None, f'alpha = {alpha:g}   limit r* = {limit:.4g} (mask: sigma < r*)   trusted: {fraction:.1%} of pixels')])
 
 def sigma_legend(width:int, limit:float)->np.ndarray:
     "The legend under the sigma picture: a log colour bar with the limit r* marked."
-    import matplotlib
-    lo, hi = sigma_range(limit)
-    lut = (matplotlib.colormaps['magma'](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
-    n = sum(SIGMA_DECADES)
+    lo, n = sigma_range(limit)[0], sum(SIGMA_DECADES)
     ticks = [(k / n, f'{lo * 10 ** k:.0e}', False) for k in range(n + 1) if k != SIGMA_DECADES[0]]
     if math.isfinite(limit) and limit > 0: ticks.append((SIGMA_DECADES[0] / n, f'r* = {limit:.3g}', True))
     note = ('sigma (sample disagreement), log scale: pixels with sigma < r* are trusted' if math.isfinite(limit) else
             f"sigma (sample disagreement), log scale; limit r* = {limit}: {'no' if limit < 0 else 'every'} pixel is trusted")
-    return legend_strip(width, [(None, note)], (lut, ticks))
+    return legend_strip(width, [(None, note)], (magma_lut(), ticks))
 
-# %% ../nbs/07c_plotting.ipynb #07de5d38
-def overlay(image:torch.Tensor, mask:torch.Tensor)->np.ndarray:
-    "An (H,W,3) picture of `image` with the untrusted pixels (mask False) tinted red."
-    rgb = image.detach().cpu().permute(1, 2, 0).double().numpy().copy()
-    bad = ~mask.detach().cpu().numpy()
-    rgb[bad] = 0.45 * rgb[bad] + 0.55 * UNTRUSTED_TINT / 255
-    return rgb.clip(0, 1)
+# %% ../nbs/07c_plotting.ipynb #81962a9d
+def overlay_picture(pred:np.ndarray, # (H,W,3) uint8 prediction
+                    mask:np.ndarray, # (H,W) bool, True where trusted
+                    alpha:float, limit:float)->np.ndarray:
+    "The prediction with the untrusted pixels tinted red, and its legend (level, limit r*, trusted fraction) under it."
+    return with_legend(overlay(pred, mask), overlay_legend(pred.shape[1], alpha, limit, float(mask.mean())))
+
+def sigma_picture(sigma:np.ndarray, # (H,W) uncertainty map
+                  limit:float)->np.ndarray:
+    "Sigma on the log scale fixed by r*, and its colour bar with r* marked under it."
+    return with_legend(sigma_colours(sigma, limit), sigma_legend(sigma.shape[1], limit))
 
 # %% ../nbs/07c_plotting.ipynb #8ebebf4e
 def figure_bytes(fig, dpi:int)->bytes:

@@ -208,3 +208,21 @@ def test_predict_at_an_empty_level_says_so(setup, capsys, tmp_path):
     status, out, err = run(['predict', '--calibration', str(tmp_path / 'c.json'), str(small), '--alpha', '0.5', '--out', str(tmp_path / 'o'), '--quiet'], capsys)
     assert status == 0 and 'conformal-superres: warning: alpha=0.5 has the limit r* = -inf' in err and 'no pixel will be trusted' in err, err
     assert np.array(Image.open(tmp_path / 'o' / 'small_mask.png')).max() == 0 and '0.0% of pixels trusted' in out
+
+def test_predict_pictures_of_a_small_input_keep_their_legends(setup, capsys, tmp_path):
+    "A 16x16 input (a 64x64 prediction): the legends keep their width, the picture is centred above them, unchanged."
+    from conformal_superres.plotting import LEGEND_MIN_WIDTH, overlay
+    root, _, _ = setup
+    tiny = tmp_path / 'tiny.png'
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tiny)
+    status, _, err = run(['predict', '--calibration', str(root / 'cal.json'), str(tiny), '--alpha', '0.5', '--out', str(tmp_path / 'o'), '--quiet'], capsys)
+    assert status == 0, err
+    pred, mask = (np.array(Image.open(tmp_path / 'o' / f'tiny_{k}.png')) for k in ('prediction', 'mask'))
+    assert pred.shape == (64, 64, 3)
+    m = (LEGEND_MIN_WIDTH - 64) // 2
+    for k in ('overlay', 'sigma'):
+        pic = np.array(Image.open(tmp_path / 'o' / f'tiny_{k}.png'))
+        assert pic.shape[1] == LEGEND_MIN_WIDTH and pic.shape[0] > 64 + 20, pic.shape
+        assert (pic[:64, :m] == 255).all() and (pic[:64, m + 64:] == 255).all()
+    ov = np.array(Image.open(tmp_path / 'o' / 'tiny_overlay.png'))
+    assert (ov[:64, m:m + 64] == overlay(pred, mask > 0)).all()

@@ -18,8 +18,7 @@ from ..fidelity import Intensity
 import torch
 from ..data.pairs import batched, make_pairs
 from ..models.adapters import FolderSamples, KeptSamples
-from ..plotting import (example_indices, overlay_legend, overlay_u8, png_bytes, sigma_colours,
-                                         sigma_legend)
+from ..plotting import example_indices, overlay_picture, png_bytes, sigma_picture
 from ..reports import REPORT_FILES, describe_config, table_markdown, write_report
 from .errors import InputError, OutputPathError, UsageError, warn
 from .checks import (check_alphas, check_device, check_engine, check_images, check_level, check_outputs,
@@ -139,11 +138,9 @@ PREDICT_FILES = ('prediction.png', 'mask.png', 'overlay.png', 'sigma.png', 'sigm
 
 def prediction_files(pred:np.ndarray, sigma:np.ndarray, mask:np.ndarray, alpha:float, limit:float)->list:
     "The bytes of the files `predict` writes for one image, in the order of `PREDICT_FILES`."
-    W = pred.shape[1]
-    ov = np.concatenate([overlay_u8(pred, mask), overlay_legend(W, alpha, limit, float(mask.mean()))])
-    sg = np.concatenate([sigma_colours(sigma, limit), sigma_legend(W, limit)])
     npy = io.BytesIO(); np.save(npy, sigma)
-    return [png_bytes(pred), png_bytes((mask * np.uint8(255))), png_bytes(ov), png_bytes(sg), npy.getvalue()]
+    return [png_bytes(pred), png_bytes((mask * np.uint8(255))), png_bytes(overlay_picture(pred, mask, alpha, limit)),
+            png_bytes(sigma_picture(sigma, limit)), npy.getvalue()]
 
 # %% ../../nbs/cli/23f_commands.ipynb #cd2f7865
 LARGE_INPUT = 2_000_000   # LR pixels above which predict warns before it starts
@@ -226,7 +223,7 @@ def cmd_demo(args):
     print((Path(r['out']) / 'table.md').read_text())
     print(f"{r['n_calib']} calibration / {r['n_test']} test crops; wrote calibration.json, {', '.join(REPORT_FILES)} to {r['out']} ({r['seconds']:.0f} s)")
 
-# %% ../../nbs/cli/23f_commands.ipynb #86ff2c72
+# %% ../../nbs/cli/23f_commands.ipynb #d31acc06
 def _number_pair(text:str|None, option:str)->tuple|None:
     "'40,400' -> (40.0, 400.0)"
     if text is None: return None

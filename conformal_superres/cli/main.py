@@ -36,7 +36,7 @@ _MOVED = {'EXIT_CODES': 'cli.errors', 'CLIError': 'cli.errors', 'UsageError': 'c
           'TABLE_COLUMNS': 'reports', 'REPORT_FILES': 'reports', 'table_markdown': 'reports',
           'write_table': 'reports', 'write_report': 'reports', 'SIGMA_DECADES': 'plotting',
           'UNTRUSTED_TINT': 'plotting', 'plot_risk': 'plotting', 'sigma_range': 'plotting',
-          'sigma_colours': 'plotting', 'legend_strip': 'plotting', 'overlay_u8': 'plotting',
+          'sigma_colours': 'plotting', 'legend_strip': 'plotting', 'overlay_u8': ('plotting', 'overlay'),
           'overlay_legend': 'plotting', 'sigma_legend': 'plotting', 'overlay': 'plotting',
           'example_indices': 'plotting', 'evaluated_examples': 'plotting', 'plot_examples': 'plotting',
           'parse_alphas': 'cli.checks', 'check_alphas': 'cli.checks', 'check_device': 'cli.checks',

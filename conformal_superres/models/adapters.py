@@ -20,8 +20,8 @@ from ..filters import mirror_index
 
 # %% auto #0
 __all__ = ['PROGRAMMING_ERRORS', 'INPUT_KINDS', 'SHIFT_METHODS', 'ModelOutputError', 'normalise_output', 'ModelCallError',
-           'CallableModel', 'HTTPModel', 'FolderSamples', 'KeptSamples', 'fourier_shift', 'subpixel_shift',
-           'PerturbedModel', 'bicubic_upsample', 'BicubicUpscaler', 'bicubic_model', 'as_model']
+           'CallableModel', 'HTTPModel', 'SampleLedger', 'FolderSamples', 'KeptSamples', 'fourier_shift',
+           'subpixel_shift', 'PerturbedModel', 'bicubic_upsample', 'BicubicUpscaler', 'bicubic_model', 'as_model']
 
 # %% ../../nbs/models/12_adapters.ipynb #758191e0
 class ModelOutputError(ValueError):
@@ -233,6 +233,17 @@ class HTTPModel(SRModelBase):
 
     def __repr__(self): return f"HTTPModel({self.url!r}, scale={self.scale})"
 
+# %% ../../nbs/models/12_adapters.ipynb #ed75bad9
+class SampleLedger:
+    "How many samples of each image every generator has been handed: a generator gets the next unused ones, no generator the first ones."
+    def __init__(self): self._used = weakref.WeakKeyDictionary()   # generator -> {image id: samples handed out}
+    def handed_out(self, generator:torch.Generator|None, id:str)->int:
+        "How many samples of `id` `generator` has had (0 without a generator: it always starts at the first)."
+        return 0 if generator is None else self._used.get(generator, {}).get(id, 0)
+    def mark(self, generator:torch.Generator|None, id:str, upto:int):
+        "`generator` has now had the samples of `id` up to `upto` (nothing is noted without a generator)."
+        if generator is not None: self._used.setdefault(generator, {})[id] = upto
+
 # %% ../../nbs/models/12_adapters.ipynb #655cd864
 def _image_files(folder:Path)->dict[str, Path]:
     return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS} if folder.is_dir() else {}
@@ -259,7 +270,7 @@ class FolderSamples(SRModelBase):
         self._lr = _image_files(self.root / 'lr')
         self._lr_cache, self._shape = {}, {}        # id -> LR image, id -> ground-truth shape: each file is decoded once
         self._index = None
-        self._used = weakref.WeakKeyDictionary()   # generator -> {id: number of samples handed out}
+        self._ledger = SampleLedger()               # which samples each generator has had
 
     @property
     def ids(self)->list[str]:
@@ -353,13 +364,12 @@ class FolderSamples(SRModelBase):
     def _next(self, id:str, n:int, generator:torch.Generator|None)->Tensor:
         "The next `n` unused samples of `id` for this generator (the first `n` without a generator)."
         if generator is None: return self.samples(id, n)
-        used = self._used.setdefault(generator, {})
-        start = used.get(id, 0)
+        start = self._ledger.handed_out(generator, id)
         files = self.sample_files(id)
         if start + n > len(files):
             raise ValueError(f"{id!r} has {len(files)} samples in {self.root / 'samples' / id}, {start + n} requested"
                              f" with this generator ({start} already used); use n_samples <= {len(files)} or compute more samples")
-        used[id] = start + n
+        self._ledger.mark(generator, id, start + n)
         return self._load(id, files[start:start + n])
 
     def sample(self, lr:Tensor, n_samples:int, generator:torch.Generator|None=None)->Tensor:
@@ -392,7 +402,7 @@ class KeptSamples(SRModelBase):
         self.folder = None if folder is None else Path(folder).expanduser()
         self._ids, self._kept = {}, {}             # LR fingerprint -> id; id -> list of (3,H,W) samples (memory)
         self._count = {}                            # id -> samples stored
-        self._used = weakref.WeakKeyDictionary()    # generator -> {id: samples handed out}
+        self._ledger = SampleLedger()               # which kept samples each generator has had
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
             write_atomic(self.folder / 'model.json', json.dumps({'model': self.name, 'scale': self.scale}).encode())
@@ -434,8 +444,7 @@ class KeptSamples(SRModelBase):
         "(M,B,3,H,W): for each image the next kept samples for this generator, drawing (and keeping) new ones when it runs out."
         lr = as_image_batch(lr, name='low-res input')
         ids = [self._id_of(x) for x in lr]
-        used = self._used.setdefault(generator, {}) if generator is not None else {}
-        start = {id: used.get(id, 0) for id in ids}
+        start = {id: self._ledger.handed_out(generator, id) for id in ids}
         missing = max(start[id] + n_samples - self._count.get(id, 0) for id in ids)
         if missing > 0:   # one draw for the whole batch, so that a batch draws as it would unwrapped
             new = draw_samples(self.model, lr, missing, generator)
@@ -446,7 +455,7 @@ class KeptSamples(SRModelBase):
         for id in ids:
             s = self.kept(id)[start[id]:start[id] + n_samples]
             out.append(s)
-            if generator is not None: used[id] = start[id] + n_samples
+            self._ledger.mark(generator, id, start[id] + n_samples)
         return torch.stack(out, 1).to(lr)
 
     def __call__(self, lr:Tensor, generator:torch.Generator|None=None)->Tensor:
