@@ -24,13 +24,14 @@ from ..tasks import SuperResolution, as_task
 
 # %% auto #0
 __all__ = ['EXIT_CODES', 'TABLE_COLUMNS', 'REPORT_FILES', 'SIGMA_DECADES', 'UNTRUSTED_TINT', 'MODEL_HALO', 'MODELS',
-           'DEMO_ALPHAS', 'DEMO_SETTINGS', 'MODEL_KEYS', 'LARGE_INPUT', 'PREDICT_FILES', 'ALPHA_HELP', 'CLIError',
-           'UsageError', 'InputError', 'OutputProblem', 'ModelProblem', 'exit_code', 'error_message', 'table_markdown',
-           'write_table', 'plot_risk', 'sigma_range', 'sigma_colours', 'legend_strip', 'overlay_u8', 'overlay_legend',
-           'sigma_legend', 'overlay', 'example_indices', 'evaluated_examples', 'plot_examples', 'parse_alphas',
-           'check_alphas', 'needed_n', 'infeasible', 'check_device', 'check_images', 'output_stems', 'check_outputs',
-           'tile_halo', 'predict_tiled', 'build_model', 'build_fidelity', 'run_demo', 'cmd_calibrate', 'cmd_predict',
-           'prediction_files', 'cmd_evaluate', 'write_report', 'parser', 'cmd_demo', 'main']
+           'ADAPTER_MODELS', 'DEMO_ALPHAS', 'DEMO_SETTINGS', 'MODEL_KEYS', 'LARGE_INPUT', 'PREDICT_FILES', 'ALPHA_HELP',
+           'CLIError', 'UsageError', 'InputError', 'OutputProblem', 'ModelProblem', 'exit_code', 'error_message',
+           'table_markdown', 'write_table', 'plot_risk', 'sigma_range', 'sigma_colours', 'legend_strip', 'overlay_u8',
+           'overlay_legend', 'sigma_legend', 'overlay', 'example_indices', 'evaluated_examples', 'plot_examples',
+           'parse_alphas', 'check_alphas', 'needed_n', 'infeasible', 'check_device', 'check_images', 'output_stems',
+           'check_outputs', 'tile_halo', 'predict_tiled', 'build_model', 'build_fidelity', 'model_argument',
+           'model_options', 'build_adapter_model', 'run_demo', 'cmd_calibrate', 'cmd_predict', 'prediction_files',
+           'cmd_evaluate', 'write_report', 'parser', 'cmd_demo', 'main']
 
 # %% ../../nbs/cli/23_cli.ipynb #6898f878
 EXIT_CODES = {0: 'success',
@@ -395,9 +396,13 @@ def predict_tiled(cm:ConformalMask,   # calibrated
 # %% ../../nbs/cli/23_cli.ipynb #2a39e7b2
 MODELS = ('embedded', 'bicubic-perturbed', 'sinsr', 'colorizer')
 
-def build_model(name:str='embedded', # 'embedded', 'bicubic-perturbed', 'sinsr' or 'colorizer'
-                checkpoint=None, autoencoder=None, device:str='cpu'):
+def build_model(name:str='embedded', # 'embedded', 'bicubic-perturbed', 'sinsr', 'colorizer', 'diffusers:PATH_OR_ID' or 'spandrel:CHECKPOINT'
+                checkpoint=None, autoencoder=None, device:str='cpu',
+                options=None):      # `--model-option KEY=VALUE` strings, for the diffusers and spandrel models
     "The model named on the command line."
+    if name.partition(':')[0] in ADAPTER_MODELS:
+        check_device(device)
+        return build_adapter_model(name, device, options)
     if name not in MODELS: raise UsageError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if name == 'sinsr' and (not checkpoint or not autoencoder):
         raise UsageError("--model sinsr needs --checkpoint UNET.pth and --autoencoder AUTOENCODER.pth "
@@ -423,6 +428,51 @@ def build_fidelity(name:str, kernel:str|None):
         raise UsageError(f"unknown fidelity {name!r}; choose one of {sorted(k for k in FIDELITIES if k != 'semantic')}")
     try: return fidelity_from_config({'name': name, **({'kernel': kernel} if kernel and name in ('neighbourhood', 'smoothed_error', 'chroma_neighbourhood') else {})})
     except ValueError as e: raise UsageError(f"--fidelity-kernel: {e}") from None
+
+# %% ../../nbs/cli/23_cli.ipynb #a22dfa01
+ADAPTER_MODELS = {'diffusers': 'PATH_OR_ID', 'spandrel': 'CHECKPOINT'}   # --model KIND:WHERE, the models of the optional extras
+
+def model_argument(value:str)->str:
+    "The `--model` value, checked when it is parsed: a name of `MODELS`, or `diffusers:PATH_OR_ID` / `spandrel:CHECKPOINT` with its extra installed."
+    import importlib.util
+    kind, colon, where = value.partition(':')
+    if not colon and value in MODELS: return value
+    if not colon or kind not in ADAPTER_MODELS:
+        raise argparse.ArgumentTypeError(f"unknown model {value!r}; choose one of {', '.join(MODELS)}, "
+                                         + ' or '.join(f'{k}:{v}' for k, v in ADAPTER_MODELS.items()))
+    if not where: raise argparse.ArgumentTypeError(f"{value!r} names no model: write {kind}:{ADAPTER_MODELS[kind]}")
+    if importlib.util.find_spec(kind) is None:
+        raise argparse.ArgumentTypeError(f"{kind} is not installed; install it with: pip install \"conformal-superres[{kind}]\"")
+    return value
+
+def _option_value(text:str):
+    for f in (int, float):
+        try: return f(text)
+        except ValueError: pass
+    return {'true': True, 'false': False, 'none': None}.get(text.lower(), text)
+
+def model_options(items)->dict:
+    "`--model-option KEY=VALUE` strings as keyword arguments (numbers, true/false/none, else text)."
+    out = {}
+    for item in items or ():
+        k, eq, v = item.partition('=')
+        if not eq or not k.strip(): raise UsageError(f"--model-option {item!r}: write KEY=VALUE, e.g. num_inference_steps=20")
+        out[k.strip().replace('-', '_')] = _option_value(v.strip())
+    return out
+
+def build_adapter_model(spec:str, device:str='cpu', options=None):
+    "The model of `--model diffusers:PATH_OR_ID` or `--model spandrel:CHECKPOINT`, its knobs from `--model-option`; each failure one line."
+    kind, _, where = spec.partition(':')
+    opts = model_options(options)
+    try:
+        if kind == 'spandrel':
+            from conformal_superres.models.spandrel_adapter import from_spandrel
+            return from_spandrel(where, device=device, **opts)
+        from conformal_superres.models.diffusers_adapter import load_diffusers
+        return load_diffusers(where, device=device, **opts)
+    except ImportError as e: raise UsageError(str(e)) from None
+    except TypeError as e: raise UsageError(f"--model-option for {spec}: {e}") from None
+    except (FileNotFoundError, ValueError) as e: raise InputError(f"--model {spec}: {e}") from None
 
 # %% ../../nbs/cli/23_cli.ipynb #11c1425a
 DEMO_ALPHAS = (0.02, 0.03, 0.04, 0.05, 0.06, 0.08)
@@ -559,7 +609,7 @@ def cmd_calibrate(args):
         model = None
     low = _feasibility(alphas, n, float(fidelity.bound), 'cannot be calibrated with')
     if model is None:
-        model = build_model(args.model or 'embedded', args.checkpoint, args.autoencoder, args.device)
+        model = build_model(args.model or 'embedded', args.checkpoint, args.autoencoder, args.device, getattr(args, 'model_option', None))
         task = getattr(model, 'task', None)
         if at_scale and task not in (None, 'super-resolution') and not isinstance(task, SuperResolution):
             raise UsageError(f"--engine and --store calibrate super-resolution models; for the task {as_task(task).name!r} "
@@ -605,10 +655,14 @@ def _load_mask(args, doc:dict):
         if model.name is None: model.name = name   # a folder made elsewhere: the user vouches that it holds this model's samples
     else:
         key = args.model or MODEL_KEYS.get(name)
+        if key is None and name.partition(':')[0] in ADAPTER_MODELS:
+            kind = name.partition(':')[0]
+            raise UsageError(f"{args.calibration} was calibrated for the model {name!r}; name it again with --model "
+                             f"{kind}:{ADAPTER_MODELS[kind]} (and the same --model-option values)")
         if key is None or key == 'samples':
             raise UsageError(f"{args.calibration} was calibrated for model {name!r}, which the command line cannot rebuild; "
                              "pass its samples with --samples FOLDER, or use the Python API (ConformalMask.from_file(path, model))")
-        model = build_model(key, args.checkpoint, args.autoencoder, args.device)
+        model = build_model(key, args.checkpoint, args.autoencoder, args.device, getattr(args, 'model_option', None))
     try: return ConformalMask.from_file(args.calibration, model)
     except ValueError as e: raise InputError(str(e)) from None
 
@@ -727,7 +781,10 @@ def _add_common(p, model=True, device=True):
     p.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help='show the traceback of an error')
     p.add_argument('--quiet', action='store_true', help='no progress bars or notes; only warnings, errors and the closing summary')
     if model:
-        p.add_argument('--model', default=None, choices=MODELS, help='the model; default: embedded for calibrate, the calibrated one otherwise')
+        p.add_argument('--model', default=None, type=model_argument, metavar='MODEL',
+                       help=f"the model: {', '.join(MODELS)}, diffusers:PATH_OR_ID or spandrel:CHECKPOINT; default: embedded for calibrate, the calibrated one otherwise")
+        p.add_argument('--model-option', action='append', metavar='KEY=VALUE',
+                       help='a knob of a diffusers or spandrel model (repeatable), e.g. num_inference_steps=20 or noise=0.004')
         p.add_argument('--checkpoint', help='SinSR UNet checkpoint (with --model sinsr)')
         p.add_argument('--autoencoder', help='SinSR VQ-f4 autoencoder checkpoint (with --model sinsr)')
     if device: p.add_argument('--device', default='cpu', help='where the model runs: cpu, cuda, cuda:1, mps')

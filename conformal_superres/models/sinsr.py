@@ -14,12 +14,12 @@ from ..calibration import _caller_stacklevel
 from ..colour import as_image_batch
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'resshift_etas', 'one_step_constants', 'GroupNorm32', 'timestep_embedding', 'relative_position_index',
-           'shifted_window_mask', 'WindowAttention', 'SwinBlock', 'SwinLayer', 'TimestepSequential', 'ResBlock',
-           'Downsample', 'Upsample', 'ResShiftUNet', 'AEResBlock', 'AEAttention', 'AEDownsample', 'AEEncoder',
-           'AEDecoder', 'VQAutoencoder', 'default_precision', 'float32_modules', 'set_precision', 'read_reference_keys',
-           'derived_buffers', 'read_checkpoint', 'unwrap_state_dict', 'load_weights', 'tile_spans', 'blend_weights',
-           'SinSR']
+__all__ = ['PRECISIONS', 'run_tiled', 'resshift_etas', 'one_step_constants', 'GroupNorm32', 'timestep_embedding',
+           'relative_position_index', 'shifted_window_mask', 'WindowAttention', 'SwinBlock', 'SwinLayer',
+           'TimestepSequential', 'ResBlock', 'Downsample', 'Upsample', 'ResShiftUNet', 'AEResBlock', 'AEAttention',
+           'AEDownsample', 'AEEncoder', 'AEDecoder', 'VQAutoencoder', 'default_precision', 'float32_modules',
+           'set_precision', 'read_reference_keys', 'derived_buffers', 'read_checkpoint', 'unwrap_state_dict',
+           'load_weights', 'tile_spans', 'blend_weights', 'SinSR']
 
 # %% ../../nbs/models/15_sinsr.ipynb #d5426575
 def resshift_etas(steps:int=15,               # T, the number of diffusion steps the model was trained with
@@ -635,6 +635,8 @@ def _run_tiled(fn,                 # fn(*crops) -> (b, C, f*th, f*tw) float32, f
     for (a, b), w in zip(cols, wc): sum_c[a * factor:b * factor] += w
     return out / (sum_r[:, None] * sum_c[None, :])
 
+
+run_tiled = _run_tiled   # the public name other models of the package tile with (spandrel_adapter)
 
 # %% ../../nbs/models/15_sinsr.ipynb #4b3685eb
 class SinSR:
