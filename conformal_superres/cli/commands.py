@@ -85,7 +85,7 @@ def _calibration_data(args)->tuple:
 
 def _model_pairs(args, photos:list, at_scale:bool)->tuple:
     "The model named by `--model` and the calibration crops cut from `photos` (None: whole files, read where computed)."
-    model = build_model(args.model or 'embedded', args.checkpoint, args.autoencoder, args.device)
+    model = build_model(args.model or 'embedded', args.checkpoint, args.autoencoder, args.device, getattr(args, 'model_option', None))
     task = getattr(model, 'task', None)
     if at_scale and task not in (None, 'super-resolution') and not isinstance(task, SuperResolution):
         raise UsageError(f"--engine and --store calibrate super-resolution models; for the task {as_task(task).name!r} "

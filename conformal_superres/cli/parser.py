@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from ..experiments.command import add_experiment_parser
 from .errors import EXIT_CODES, UsageError
-from .registry import MODELS
+from .registry import MODELS, model_argument
 from .demo import DEMO_ALPHAS, DEMO_SETTINGS
 from .commands import cmd_calibrate, cmd_demo, cmd_evaluate, cmd_predict
 
@@ -39,7 +39,10 @@ def _add_common(p, model=True, device=True):
     p.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help='show the traceback of an error')
     p.add_argument('--quiet', action='store_true', help='no progress bars or notes; only warnings, errors and the closing summary')
     if model:
-        p.add_argument('--model', default=None, choices=MODELS, help='the model; default: embedded for calibrate, the calibrated one otherwise')
+        p.add_argument('--model', default=None, type=model_argument, metavar='MODEL',
+                       help=f"the model: {', '.join(MODELS)}, diffusers:PATH_OR_ID or spandrel:CHECKPOINT; default: embedded for calibrate, the calibrated one otherwise")
+        p.add_argument('--model-option', action='append', metavar='KEY=VALUE',
+                       help='a knob of a diffusers or spandrel model (repeatable), e.g. num_inference_steps=20 or noise=0.004')
         p.add_argument('--checkpoint', help='SinSR UNet checkpoint (with --model sinsr)')
         p.add_argument('--autoencoder', help='SinSR VQ-f4 autoencoder checkpoint (with --model sinsr)')
     if device: p.add_argument('--device', default='cpu', help='where the model runs: cpu, cuda, cuda:1, mps')

@@ -4,6 +4,7 @@
 
 # %% ../../nbs/cli/23c_registry.ipynb #3245014a
 from __future__ import annotations
+import argparse
 from pathlib import Path
 from ..fidelity import FIDELITIES, fidelity_from_config
 from ..mask import ConformalMask
@@ -12,14 +13,19 @@ from .errors import InputError, UsageError
 from .checks import check_device
 
 # %% auto #0
-__all__ = ['MODELS', 'MODEL_KEYS', 'build_model', 'build_fidelity', 'load_mask']
+__all__ = ['MODELS', 'ADAPTER_MODELS', 'MODEL_KEYS', 'build_model', 'model_argument', 'model_options', 'build_adapter_model',
+           'build_fidelity', 'load_mask']
 
 # %% ../../nbs/cli/23c_registry.ipynb #b3811874
 MODELS = ('embedded', 'bicubic-perturbed', 'sinsr', 'colorizer')
 
-def build_model(name:str='embedded', # 'embedded', 'bicubic-perturbed', 'sinsr' or 'colorizer'
-                checkpoint=None, autoencoder=None, device:str='cpu'):
+def build_model(name:str='embedded', # 'embedded', 'bicubic-perturbed', 'sinsr', 'colorizer', 'diffusers:PATH_OR_ID' or 'spandrel:CHECKPOINT'
+                checkpoint=None, autoencoder=None, device:str='cpu',
+                options=None):      # `--model-option KEY=VALUE` strings, for the diffusers and spandrel models
     "The model named on the command line."
+    if name.partition(':')[0] in ADAPTER_MODELS:
+        check_device(device)
+        return build_adapter_model(name, device, options)
     if name not in MODELS: raise UsageError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if name == 'sinsr' and (not checkpoint or not autoencoder):
         raise UsageError("--model sinsr needs --checkpoint UNET.pth and --autoencoder AUTOENCODER.pth "
@@ -38,6 +44,51 @@ def build_model(name:str='embedded', # 'embedded', 'bicubic-perturbed', 'sinsr' 
         if not Path(f).is_file(): raise InputError(f"{opt} {f}: no such file")
     from conformal_superres.models.sinsr import SinSR
     return SinSR.from_checkpoints(checkpoint, autoencoder, device=device)
+
+# %% ../../nbs/cli/23c_registry.ipynb #c29aa1e7
+ADAPTER_MODELS = {'diffusers': 'PATH_OR_ID', 'spandrel': 'CHECKPOINT'}   # --model KIND:WHERE, the models of the optional extras
+
+def model_argument(value:str)->str:
+    "The `--model` value, checked when it is parsed: a name of `MODELS`, or `diffusers:PATH_OR_ID` / `spandrel:CHECKPOINT` with its extra installed."
+    import importlib.util
+    kind, colon, where = value.partition(':')
+    if not colon and value in MODELS: return value
+    if not colon or kind not in ADAPTER_MODELS:
+        raise argparse.ArgumentTypeError(f"unknown model {value!r}; choose one of {', '.join(MODELS)}, "
+                                         + ' or '.join(f'{k}:{v}' for k, v in ADAPTER_MODELS.items()))
+    if not where: raise argparse.ArgumentTypeError(f"{value!r} names no model: write {kind}:{ADAPTER_MODELS[kind]}")
+    if importlib.util.find_spec(kind) is None:
+        raise argparse.ArgumentTypeError(f"{kind} is not installed; install it with: pip install \"conformal-superres[{kind}]\"")
+    return value
+
+def _option_value(text:str):
+    for f in (int, float):
+        try: return f(text)
+        except ValueError: pass
+    return {'true': True, 'false': False, 'none': None}.get(text.lower(), text)
+
+def model_options(items)->dict:
+    "`--model-option KEY=VALUE` strings as keyword arguments (numbers, true/false/none, else text)."
+    out = {}
+    for item in items or ():
+        k, eq, v = item.partition('=')
+        if not eq or not k.strip(): raise UsageError(f"--model-option {item!r}: write KEY=VALUE, e.g. num_inference_steps=20")
+        out[k.strip().replace('-', '_')] = _option_value(v.strip())
+    return out
+
+def build_adapter_model(spec:str, device:str='cpu', options=None):
+    "The model of `--model diffusers:PATH_OR_ID` or `--model spandrel:CHECKPOINT`, its knobs from `--model-option`; each failure one line."
+    kind, _, where = spec.partition(':')
+    opts = model_options(options)
+    try:
+        if kind == 'spandrel':
+            from conformal_superres.models.spandrel_adapter import from_spandrel
+            return from_spandrel(where, device=device, **opts)
+        from conformal_superres.models.diffusers_adapter import load_diffusers
+        return load_diffusers(where, device=device, **opts)
+    except ImportError as e: raise UsageError(str(e)) from None
+    except TypeError as e: raise UsageError(f"--model-option for {spec}: {e}") from None
+    except (FileNotFoundError, ValueError) as e: raise InputError(f"--model {spec}: {e}") from None
 
 # %% ../../nbs/cli/23c_registry.ipynb #c12dc61d
 def build_fidelity(name:str, kernel:str|None):
@@ -60,9 +111,13 @@ def load_mask(args, doc:dict):
         if model.name is None: model.name = name   # a folder made elsewhere: the user vouches that it holds this model's samples
     else:
         key = args.model or MODEL_KEYS.get(name)
+        if key is None and name.partition(':')[0] in ADAPTER_MODELS:
+            kind = name.partition(':')[0]
+            raise UsageError(f"{args.calibration} was calibrated for the model {name!r}; name it again with --model "
+                             f"{kind}:{ADAPTER_MODELS[kind]} (and the same --model-option values)")
         if key is None or key == 'samples':
             raise UsageError(f"{args.calibration} was calibrated for model {name!r}, which the command line cannot rebuild; "
                              "pass its samples with --samples FOLDER, or use the Python API (ConformalMask.from_file(path, model))")
-        model = build_model(key, args.checkpoint, args.autoencoder, args.device)
+        model = build_model(key, args.checkpoint, args.autoencoder, args.device, getattr(args, 'model_option', None))
     try: return ConformalMask.from_file(args.calibration, model)
     except ValueError as e: raise InputError(str(e)) from None

@@ -635,7 +635,6 @@ def run_tiled(fn,                 # fn(*crops) -> (b, C, f*th, f*tw) float32, fo
     for (a, b), w in zip(cols, wc): sum_c[a * factor:b * factor] += w
     return out / (sum_r[:, None] * sum_c[None, :])
 
-
 # %% ../../nbs/models/15_sinsr.ipynb #4b3685eb
 class SinSR:
     "SinSR as a model of this package: `.scale = 4`, one sample per call, and a batched `sample`."
