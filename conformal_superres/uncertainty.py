@@ -9,7 +9,6 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 from torch import Tensor
-import numba
 from ._kernels import _band_rows, _bands, _scratch, _fit, _run_tasks, _jit, _cpu_array, _launch, _use_numba
 from .colour import _checked_batch, _work_dtype, _lab_kernel, _lab_row, _AFFINE
 from .filters import Kernel, _box_maps_, _gaussian_maps_, _accumulation_dtype
