@@ -4,7 +4,7 @@
 
 # %% ../../nbs/cli/23_cli.ipynb #97ea7178
 from __future__ import annotations
-import argparse, csv, errno, io, json, math, sys, time, traceback, warnings
+import argparse, csv, ctypes, errno, io, json, math, sys, time, traceback, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ from ..calibration import limit_mask, min_calibration_size
 from ..mask import ConformalMask, Prediction, CalibrationFileError, summarise, read_calibration, _image_seed
 from ..data.pairs import batched, make_pairs, split_pairs
 from ..data.photos import bundled_photos
-from ..data.images import (OutputError, check_writable, image_size, load_image, to_uint8,
+from ..data.images import (OutputError, check_writable, encode_pngs, image_size, load_image, to_uint8,
                                        write_atomic, write_files)
 from ..data.datasets import image_folder
 from ..models.adapters import FolderSamples, KeptSamples, ModelCallError, ModelOutputError
@@ -24,13 +24,14 @@ from ..tasks import SuperResolution, as_task
 
 # %% auto #0
 __all__ = ['EXIT_CODES', 'TABLE_COLUMNS', 'REPORT_FILES', 'SIGMA_DECADES', 'UNTRUSTED_TINT', 'MODEL_HALO', 'MODELS',
-           'DEMO_ALPHAS', 'DEMO_SETTINGS', 'MODEL_KEYS', 'LARGE_INPUT', 'PREDICT_FILES', 'ALPHA_HELP', 'CLIError',
-           'UsageError', 'InputError', 'OutputProblem', 'ModelProblem', 'exit_code', 'error_message', 'table_markdown',
-           'write_table', 'plot_risk', 'sigma_range', 'sigma_colours', 'legend_strip', 'overlay_u8', 'overlay_legend',
-           'sigma_legend', 'overlay', 'example_indices', 'evaluated_examples', 'plot_examples', 'parse_alphas',
-           'check_alphas', 'needed_n', 'infeasible', 'check_device', 'check_images', 'output_stems', 'check_outputs',
-           'tile_halo', 'predict_tiled', 'build_model', 'build_fidelity', 'run_demo', 'cmd_calibrate', 'cmd_predict',
-           'prediction_files', 'cmd_evaluate', 'write_report', 'parser', 'cmd_demo', 'main']
+           'DEMO_ALPHAS', 'DEMO_SETTINGS', 'MODEL_KEYS', 'LARGE_INPUT', 'PREDICT_FILES', 'SMALL_CALL_PIXELS',
+           'ALPHA_HELP', 'CLIError', 'UsageError', 'InputError', 'OutputProblem', 'ModelProblem', 'exit_code',
+           'error_message', 'table_markdown', 'write_table', 'plot_risk', 'sigma_range', 'sigma_colours',
+           'legend_strip', 'overlay_u8', 'overlay_legend', 'sigma_legend', 'overlay', 'example_indices',
+           'evaluated_examples', 'plot_examples', 'parse_alphas', 'check_alphas', 'needed_n', 'infeasible',
+           'check_device', 'check_images', 'output_stems', 'check_outputs', 'tile_halo', 'predict_tiled', 'build_model',
+           'build_fidelity', 'run_demo', 'cmd_calibrate', 'cmd_predict', 'prediction_files', 'cmd_evaluate',
+           'write_report', 'thread_count', 'keep_freed_memory', 'parser', 'cmd_demo', 'main']
 
 # %% ../../nbs/cli/23_cli.ipynb #6898f878
 EXIT_CODES = {0: 'success',
@@ -663,7 +664,7 @@ def prediction_files(pred:np.ndarray, sigma:np.ndarray, mask:np.ndarray, alpha:f
     ov = np.concatenate([overlay_u8(pred, mask), overlay_legend(W, alpha, limit, float(mask.mean()))])
     sg = np.concatenate([sigma_colours(sigma, limit), sigma_legend(W, limit)])
     npy = io.BytesIO(); np.save(npy, sigma)
-    return [_png(pred), _png((mask * np.uint8(255))), _png(ov), _png(sg), npy.getvalue()]
+    return [*encode_pngs([pred, mask * np.uint8(255), ov, sg]), npy.getvalue()]   # fast zlib level, in parallel: see `encode_pngs`
 
 def _png(a:np.ndarray)->bytes:
     from PIL import Image
@@ -704,6 +705,27 @@ def write_report(cm, summary, rows, pairs, alphas, out:Path, note:str, which=Non
     plot_risk(summary, out / 'risk.png', f"{cm.config()['model']}, test images")
     plot_examples(cm, pairs, alphas[len(alphas) // 2], out / 'examples.png', which=which)
 
+# %% ../../nbs/cli/23_cli.ipynb #a9c3e5b7
+SMALL_CALL_PIXELS = 256 * 256   # HR pixels per image up to which the commands sample on one thread
+
+def thread_count(args)->int:
+    "Threads of a command: `--threads` if given, one where each model call is small (crops of at most `SMALL_CALL_PIXELS`), else torch's default."
+    n = getattr(args, 'threads', 0) or 0
+    if n < 0: raise UsageError(f"--threads must be >= 0 (0: chosen by the command), not {n}")
+    if n: return n
+    crop = getattr(args, 'crop', None)
+    if args.fn is cmd_demo: crop = crop or max(s['crop'] for s in DEMO_SETTINGS.values())
+    small = args.fn in (cmd_calibrate, cmd_evaluate, cmd_demo) and crop and crop * crop <= SMALL_CALL_PIXELS
+    return 1 if small else torch.get_num_threads()
+
+def keep_freed_memory()->bool:
+    "Let glibc's malloc keep freed blocks of up to 1 GiB for reuse, not return them to the system (no page faults on reuse); False where it cannot."
+    if not sys.platform.startswith('linux'): return False
+    try: mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError): return False   # not glibc (e.g. musl has no such call)
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return bool(mallopt(M_MMAP_THRESHOLD, 1 << 30)) & bool(mallopt(M_TRIM_THRESHOLD, 1 << 30))
+
 # %% ../../nbs/cli/23_cli.ipynb #2615688a
 ALPHA_HELP = ("alpha bounds the expected fidelity error inside the mask, in the fidelity metric's units (normalised CIELAB L1, "
               "between 0 and its bound B = 3; B = 1 for rgb_pointwise); a level alpha needs n >= B/alpha - 1 calibration "
@@ -731,6 +753,8 @@ def _add_common(p, model=True, device=True):
         p.add_argument('--checkpoint', help='SinSR UNet checkpoint (with --model sinsr)')
         p.add_argument('--autoencoder', help='SinSR VQ-f4 autoencoder checkpoint (with --model sinsr)')
     if device: p.add_argument('--device', default='cpu', help='where the model runs: cpu, cuda, cuda:1, mps')
+    p.add_argument('--threads', type=int, default=0, help='CPU threads of the model and kernels; 0: one for crops of at most '
+                   '256x256 px (faster on small calls, and far faster on a busy machine), all cores otherwise')
 
 def parser()->argparse.ArgumentParser:
     "The `conformal-superres` argument parser."
@@ -824,6 +848,8 @@ def main(argv=None):
             if getattr(args, k, None) is not None and args.crop < 0: raise UsageError(f"--crop must be >= 0, not {args.crop}")
         if getattr(args, 'crop', None) == 0: args.crop = None
         if getattr(args, 'tile', 0) < 0: raise UsageError(f"--tile must be >= 0, not {args.tile}")
+        torch.set_num_threads(thread_count(args))
+        keep_freed_memory()
         with warnings.catch_warnings():
             warnings.showwarning = lambda m, *a, **k: _warn(str(m))
             args.fn(args)
