@@ -31,7 +31,7 @@ __all__ = ['EXIT_CODES', 'TABLE_COLUMNS', 'REPORT_FILES', 'SIGMA_DECADES', 'UNTR
            'evaluated_examples', 'plot_examples', 'parse_alphas', 'check_alphas', 'needed_n', 'infeasible',
            'check_device', 'check_images', 'output_stems', 'check_outputs', 'tile_halo', 'predict_tiled', 'build_model',
            'build_fidelity', 'run_demo', 'cmd_calibrate', 'cmd_predict', 'prediction_files', 'cmd_evaluate',
-           'write_report', 'thread_count', 'keep_freed_memory', 'parser', 'cmd_demo', 'main']
+           'write_report', 'thread_count', 'keep_freed_memory', 'release_freed_memory', 'parser', 'cmd_demo', 'main']
 
 # %% ../../nbs/cli/23_cli.ipynb #6898f878
 EXIT_CODES = {0: 'success',
@@ -648,6 +648,7 @@ def cmd_predict(args):
     for f, stem, fs in zip(args.images, stems, files):
         lr = load_image(f)
         pred, sigma, mask, r = predict_tiled(cm, lr, alpha, args.tile, progress=not args.quiet, desc=Path(f).name)
+        release_freed_memory()   # the tiles' blocks: the pictures below need memory of other sizes
         frac = float(mask.mean())
         write_files(dict(zip(fs, prediction_files(pred, sigma, mask, alpha, r))))
         print(f"{f}: {frac:.1%} of pixels trusted at alpha={alpha:g} (limit r* {r:.4g}, mask: sigma < r*); wrote {out / stem}_*"
@@ -725,6 +726,12 @@ def keep_freed_memory()->bool:
     except (OSError, AttributeError): return False   # not glibc (e.g. musl has no such call)
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
     return bool(mallopt(M_MMAP_THRESHOLD, 1 << 30)) & bool(mallopt(M_TRIM_THRESHOLD, 1 << 30))
+
+def release_freed_memory()->bool:
+    "Give the freed blocks that `keep_freed_memory` kept back to the system (glibc's `malloc_trim`), between phases that allocate different sizes."
+    if not sys.platform.startswith('linux'): return False
+    try: return bool(ctypes.CDLL(None).malloc_trim(0))
+    except (OSError, AttributeError): return False
 
 # %% ../../nbs/cli/23_cli.ipynb #2615688a
 ALPHA_HELP = ("alpha bounds the expected fidelity error inside the mask, in the fidelity metric's units (normalised CIELAB L1, "
