@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-import numba
 import numpy as np
 import torch
 from torch import Tensor
@@ -77,21 +76,47 @@ def _cacheable(fn)->bool:
         return True
     except Exception: return False   # compile in every process instead of failing to import
 
+_NUMBA = None
+
+def _numba():
+    "numba, imported on first use (a third of a second that commands without a kernel do not pay), with a fork-safe threading layer."
+    global _NUMBA
+    if _NUMBA is None:
+        import numba
+        # numba's OpenMP pool makes fork() fatal in a process that has used it ("fork() called from a process
+        # already using GNU OpenMP"), which would break multiprocessing and DataLoader workers after the first
+        # map: unless the user chose a threading layer, take a fork-safe one (TBB if installed, else numba's
+        # own work queue). The work queue takes one caller at a time, so launches go through a lock.
+        if 'NUMBA_THREADING_LAYER' not in os.environ and numba.config.THREADING_LAYER == 'default':
+            numba.config.THREADING_LAYER = 'forksafe'
+        _NUMBA = numba
+    return _NUMBA
+
+class _Kernel:
+    "A kernel compiled by `numba.njit` on its first call; kernels it calls are compiled with it."
+    def __init__(self, fn, kw:dict): self.py_func, self.kw, self._compiled = fn, kw, None
+    def compiled(self):
+        "The numba dispatcher (compiling, or loading from the disk cache, on the first call)."
+        if self._compiled is None:
+            numba = _numba()
+            g = self.py_func.__globals__
+            g.setdefault('numba', numba)                      # the kernels' `numba.prange`
+            for name in self.py_func.__code__.co_names:       # numba types the kernels it calls from their dispatchers
+                if isinstance(g.get(name), _Kernel): g[name] = g[name].compiled()
+            self._compiled = numba.njit(cache=_cacheable(self.py_func), fastmath=_FASTMATH, error_model='numpy', **self.kw)(self.py_func)
+        return self._compiled
+    def __call__(self, *args): return self.compiled()(*args)
+
 def jit_kernel(**kw):
-    "`numba.njit` for the package's kernels: vectorisable float arithmetic, cached on disk where possible."
-    def wrap(fn): return numba.njit(cache=_cacheable(fn), fastmath=_FASTMATH, error_model='numpy', **kw)(fn)
+    "`numba.njit` for the package's kernels: vectorisable float arithmetic, cached on disk where possible, compiled on first use."
+    def wrap(fn): return _Kernel(fn, kw)
     return wrap
 
-# numba's OpenMP pool makes fork() fatal in a process that has used it ("fork() called from a process
-# already using GNU OpenMP"), which would break multiprocessing and DataLoader workers after the first
-# map: unless the user chose a threading layer, take a fork-safe one (TBB if installed, else numba's
-# own work queue). The work queue takes one caller at a time, so launches go through a lock.
-if 'NUMBA_THREADING_LAYER' not in os.environ and numba.config.THREADING_LAYER == 'default':
-    numba.config.THREADING_LAYER = 'forksafe'
 _LAUNCH_LOCK = threading.Lock()
 
 def _numba_threads():
     "Let numba's kernels use as many threads as torch (the user's one setting), within numba's pool."
+    numba = _numba()
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
 def launch_kernel(kernel, *args):

@@ -5,7 +5,6 @@
 # %% ../nbs/01_colour.ipynb #d5e261bd
 from __future__ import annotations
 import math
-import numba
 import numpy as np
 import torch
 from torch import Tensor

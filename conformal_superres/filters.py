@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 import torch
-from scipy import ndimage
 from torch import Tensor
 from ._kernels import run_tasks, band_elements, use_numba
 
@@ -132,6 +131,7 @@ def _box_sums_(x:Tensor, k:int, scale:float, dim:int):
 
 def _box_maps_cpu_(maps, k:int, s:float, work:Tensor|None):
     "The box filter of CPU maps (one shape and dtype), in place: scipy.ndimage's running means along each axis, mirror edges."
+    from scipy import ndimage   # here: a fifth of a second of import that only CPU box filters need
     tmp = _work(work, tuple(maps[0].shape), maps[0]).numpy()
     scale = (s * k) ** 2                                   # uniform_filter1d gives means (s = 1/k); sums when s = 1
     for m in maps:

@@ -8,7 +8,6 @@ import math
 import warnings
 from typing import Sequence
 import numpy as np
-from scipy import stats
 from fractions import Fraction
 from .calibration import caller_stacklevel, decimal_alpha, sweep_records, limit_mask
 
@@ -29,6 +28,7 @@ def hb_pvalue(risk_hat,   # empirical mean loss(es) in [0, 1] (losses divided by
     with np.errstate(divide='ignore', invalid='ignore'):
         h = np.where(m > 0, m * np.log(m / level), 0.0) + (1 - m) * np.log((1 - m) / (1 - level))
     hoeffding = np.exp(-n * h)
+    from scipy import stats   # here: importing scipy.stats takes over half a second, and only this guarantee needs it
     bentkus = math.e * stats.binom.cdf(np.ceil(n * r - 1e-12), n, level)
     p = np.minimum(np.minimum(hoeffding, bentkus), 1.0)
     return float(p) if p.ndim == 0 else p

@@ -9,7 +9,6 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 from torch import Tensor
-import numba
 from ._kernels import kernel_band_rows, row_chunks, scratch_buffers, fit_buffers, run_tasks, jit_kernel, cpu_array, launch_kernel, use_numba
 from .colour import checked_batch, work_dtype, lab_kernel, lab_row, LAB_AFFINE, as_image_batch, as_space
 from .filters import Kernel, box_maps_, gaussian_maps_, accumulation_dtype, lowpass

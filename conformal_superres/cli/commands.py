@@ -11,7 +11,7 @@ from ..uncertainty import Uncertainty
 from ..calibration import min_calibration_size
 from ..mask import ConformalMask, summarise
 from ..tasks import SuperResolution, as_task
-from ..data.images import OutputError, check_writable, load_image, load_intensity, to_uint8, write_atomic, write_files
+from ..data.images import OutputError, check_writable, encode_pngs, load_image, load_intensity, to_uint8, write_atomic, write_files
 from ..data.datasets import intensity_files, intensity_pairs
 from ..colour import ValueRange, range_from_config
 from ..fidelity import Intensity
@@ -28,8 +28,9 @@ from .tiled import predict_tiled
 from .demo import run_demo
 
 # %% auto #0
-__all__ = ['PREDICT_FILES', 'LARGE_INPUT', 'PREDICT_INTENSITY_FILES', 'cmd_calibrate', 'prediction_files', 'cmd_predict',
-           'cmd_evaluate', 'cmd_demo', 'calibrate_intensities', 'predict_intensities']
+__all__ = ['PREDICT_FILES', 'LARGE_INPUT', 'PREDICT_INTENSITY_FILES', 'cmd_calibrate', 'keep_freed_memory',
+           'release_freed_memory', 'prediction_files', 'cmd_predict', 'cmd_evaluate', 'cmd_demo',
+           'calibrate_intensities', 'predict_intensities']
 
 # %% ../../nbs/cli/23f_commands.ipynb #e3fbe1d7
 def _feasibility(alphas, n:int, bound:float, when:str)->list:
@@ -133,14 +134,31 @@ def cmd_calibrate(args):
     write_atomic(out, lambda tmp: cm.save(tmp))
     _say_limits(args, cm, th, low, out)
 
+# %% ../../nbs/cli/23f_commands.ipynb #55da07e9
+import ctypes, sys
+
+def keep_freed_memory()->bool:
+    "Let glibc's malloc keep freed blocks of up to 1 GiB for reuse, not return them to the system (no page faults on reuse); False where it cannot."
+    if not sys.platform.startswith('linux'): return False
+    try: mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError): return False   # not glibc (e.g. musl has no such call)
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return bool(mallopt(M_MMAP_THRESHOLD, 1 << 30)) & bool(mallopt(M_TRIM_THRESHOLD, 1 << 30))
+
+def release_freed_memory()->bool:
+    "Give the freed blocks that `keep_freed_memory` kept back to the system (glibc's `malloc_trim`), between phases that allocate different sizes."
+    if not sys.platform.startswith('linux'): return False
+    try: return bool(ctypes.CDLL(None).malloc_trim(0))
+    except (OSError, AttributeError): return False
+
 # %% ../../nbs/cli/23f_commands.ipynb #7f53ec20
 PREDICT_FILES = ('prediction.png', 'mask.png', 'overlay.png', 'sigma.png', 'sigma.npy')
 
 def prediction_files(pred:np.ndarray, sigma:np.ndarray, mask:np.ndarray, alpha:float, limit:float)->list:
     "The bytes of the files `predict` writes for one image, in the order of `PREDICT_FILES`."
     npy = io.BytesIO(); np.save(npy, sigma)
-    return [png_bytes(pred), png_bytes((mask * np.uint8(255))), png_bytes(overlay_picture(pred, mask, alpha, limit)),
-            png_bytes(sigma_picture(sigma, limit)), npy.getvalue()]
+    pngs = encode_pngs([pred, mask * np.uint8(255), overlay_picture(pred, mask, alpha, limit), sigma_picture(sigma, limit)])
+    return [*pngs, npy.getvalue()]   # fast zlib level, encoded in parallel: see `encode_pngs`
 
 # %% ../../nbs/cli/23f_commands.ipynb #cd2f7865
 LARGE_INPUT = 2_000_000   # LR pixels above which predict warns before it starts
@@ -175,6 +193,7 @@ def cmd_predict(args):
     for f, stem, fs in zip(args.images, stems, files):
         lr = load_image(f)
         pred, sigma, mask, r = predict_tiled(cm, lr, alpha, args.tile, progress=not args.quiet, desc=Path(f).name)
+        release_freed_memory()   # the tiles' blocks: the pictures below need memory of other sizes
         frac = float(mask.mean())
         write_files(dict(zip(fs, prediction_files(pred, sigma, mask, alpha, r))))
         print(f"{f}: {frac:.1%} of pixels trusted at alpha={alpha:g} (limit r* {r:.4g}, mask: sigma < r*); wrote {out / stem}_*"

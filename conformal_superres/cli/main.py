@@ -6,10 +6,26 @@
 from __future__ import annotations
 import importlib, sys, traceback, warnings
 from .errors import UsageError, error_message, exit_code, warn
+import torch
 from .parser import parser
+from .commands import cmd_calibrate, cmd_demo, cmd_evaluate
+from .demo import DEMO_SETTINGS
 
 # %% auto #0
-__all__ = ['main']
+__all__ = ['SMALL_CALL_PIXELS', 'thread_count', 'main']
+
+# %% ../../nbs/cli/23_cli.ipynb #dd0ab931
+SMALL_CALL_PIXELS = 256 * 256   # HR pixels per image up to which the commands sample on one thread
+
+def thread_count(args)->int:
+    "Threads of a command: `--threads` if given, one where each model call is small (crops of at most `SMALL_CALL_PIXELS`), else torch's default."
+    n = getattr(args, 'threads', 0) or 0
+    if n < 0: raise UsageError(f"--threads must be >= 0 (0: chosen by the command), not {n}")
+    if n: return n
+    crop = getattr(args, 'crop', None)
+    if args.fn is cmd_demo: crop = crop or max(s['crop'] for s in DEMO_SETTINGS.values())
+    small = args.fn in (cmd_calibrate, cmd_evaluate, cmd_demo) and crop and crop * crop <= SMALL_CALL_PIXELS
+    return 1 if small else torch.get_num_threads()
 
 # %% ../../nbs/cli/23_cli.ipynb #5764e693
 def main(argv=None):
@@ -21,6 +37,7 @@ def main(argv=None):
             if getattr(args, k, None) is not None and args.crop < 0: raise UsageError(f"--crop must be >= 0, not {args.crop}")
         if getattr(args, 'crop', None) == 0: args.crop = None
         if getattr(args, 'tile', 0) < 0: raise UsageError(f"--tile must be >= 0, not {args.tile}")
+        torch.set_num_threads(thread_count(args))
         with warnings.catch_warnings():
             warnings.showwarning = lambda m, *a, **k: warn(str(m))
             args.fn(args)

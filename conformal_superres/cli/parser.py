@@ -38,6 +38,8 @@ def _add_common(p, model=True, device=True):
     "--debug, --quiet and (where the command runs a model) --model, --checkpoint, --autoencoder, --device."
     p.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help='show the traceback of an error')
     p.add_argument('--quiet', action='store_true', help='no progress bars or notes; only warnings, errors and the closing summary')
+    p.add_argument('--threads', type=int, default=0, help='CPU threads of the model and kernels; 0: one for crops of at most '
+                   '256x256 px (faster on small calls, and far faster on a busy machine), all cores otherwise')
     if model:
         p.add_argument('--model', default=None, type=model_argument, metavar='MODEL',
                        help=f"the model: {', '.join(MODELS)}, diffusers:PATH_OR_ID or spandrel:CHECKPOINT; default: embedded for calibrate, the calibrated one otherwise")

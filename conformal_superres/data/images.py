@@ -5,6 +5,7 @@
 # %% ../../nbs/data/08_images.ipynb #e98b4684
 from __future__ import annotations
 import io, os, struct, tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -16,9 +17,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..colour import ValueRange
 
 # %% auto #0
-__all__ = ['IMAGE_EXTENSIONS', 'DICOM_EXTENSIONS', 'INTENSITY_EXTENSIONS', 'to_rgb', 'load_image', 'pil_to_tensor', 'is_dicom',
-           'read_dicom', 'load_intensity', 'Photo', 'to_uint8', 'encode_image', 'OutputError', 'check_writable',
-           'write_files', 'write_atomic', 'image_size']
+__all__ = ['IMAGE_EXTENSIONS', 'DICOM_EXTENSIONS', 'INTENSITY_EXTENSIONS', 'FAST_PNG_LEVEL', 'to_rgb', 'load_image',
+           'pil_to_tensor', 'is_dicom', 'read_dicom', 'load_intensity', 'Photo', 'to_uint8', 'encode_image',
+           'encode_pngs', 'OutputError', 'check_writable', 'write_files', 'write_atomic', 'image_size']
 
 # %% ../../nbs/data/08_images.ipynb #0d5a0ec9
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.webp', '.jp2', '.j2k', '.jpx', '.ppm', '.pgm', '.gif')
@@ -332,6 +333,22 @@ def encode_image(img,              # (3,H,W) or (H,W) tensor, or (H,W[,3]) array
     buf = io.BytesIO(); Image.fromarray(to_uint8(img)).save(buf, format, **save_args)
     return buf.getvalue()
 
+
+# %% ../../nbs/data/08_images.ipynb #d7f3b9e4
+FAST_PNG_LEVEL = 1   # zlib level of the PNGs commands write: lossless at any level; 1 is about 4x faster than 6, files ~10% larger
+
+def encode_pngs(arrays:list,              # uint8 arrays (H,W) or (H,W,3|4), as `PIL.Image.fromarray` takes them
+                level:int=FAST_PNG_LEVEL, # zlib compression level, 0 (none) to 9 (smallest)
+                workers:int|None=None,    # threads (None: one per array, at most the number of CPUs)
+               )->list:                   # the bytes of each PNG file, in the order of `arrays`
+    "PNG files of several arrays, encoded in parallel (zlib releases the GIL while it compresses)."
+    if not 0 <= level <= 9: raise ValueError(f"level must be a zlib level 0..9, not {level}")
+    def one(a:np.ndarray)->bytes:
+        buf = io.BytesIO(); Image.fromarray(a).save(buf, 'PNG', compress_level=level)
+        return buf.getvalue()
+    n = min(len(arrays), workers or os.cpu_count() or 1)
+    if n <= 1: return [one(a) for a in arrays]
+    with ThreadPoolExecutor(n) as pool: return list(pool.map(one, arrays))
 
 # %% ../../nbs/data/08_images.ipynb #88279679
 class OutputError(OSError):

@@ -209,6 +209,30 @@ class Colorizer:
         return c
 
     @torch.no_grad()
+    def _condition(self, x:Tensor)->tuple:
+        "What every draw of `x` shares, computed once: (lightness L, encoder features, output device)."
+        gray = as_gray_batch(x)
+        L = lightness(gray.float().to(self.device))
+        return L, self.net.features(_pad_to(L, self.net.multiple)), gray.device
+
+    @torch.no_grad()
+    def _draws(self, cond:tuple, n:int, generator:torch.Generator|None)->Tensor:
+        "`n` colour samples `(n,B,3,H,W)` of the images of `cond`: their noise is the next `n` blocks of the generator."
+        L, feats, out_device = cond
+        B, _, H, W = L.shape
+        noise = self._noise((B, 2, H, W), n, generator).to(self.device)
+        m = self.net.multiple
+        out = torch.empty(n, B, 3, H, W, device=out_device)
+        per = max(1, self.max_batch // n)   # images per chunk
+        for i in range(0, B, per):
+            j = min(B, i + per)
+            f = [v[i:j].repeat(n, 1, 1, 1) for v in feats]   # draw-major, like the noise
+            c = self._flow(f, _pad_to(noise[:, i:j].reshape(-1, 2, H, W), m, 'constant'))[..., :H, :W]
+            lab = torch.cat([L[i:j].repeat(n, 1, 1, 1), c * self.net.ab_scale], 1)
+            out[:, i:j] = lab_to_rgb(lab).reshape(n, j - i, 3, H, W).to(out_device)
+        return out
+
+    @torch.no_grad()
     def sample(self,
                x:Tensor,                             # (B,1,H,W) grey or (B,3,H,W) colour (made grey first), in [0,1]
                n_samples:int,                        # M draws per image
@@ -216,22 +240,21 @@ class Colorizer:
               )->Tensor:                             # (M,B,3,H,W) colour samples in [0,1], float32, on the input's device
         "`n_samples` colour samples per image, batched over the draws."
         if n_samples < 1: raise ValueError(f"n_samples must be at least 1, not {n_samples}")
-        gray = as_gray_batch(x)
-        out_device = gray.device
-        L = lightness(gray.float().to(self.device))
-        B, _, H, W = L.shape
-        noise = self._noise((B, 2, H, W), n_samples, generator).to(self.device)
-        m = self.net.multiple
-        feats = self.net.features(_pad_to(L, m))
-        out = torch.empty(n_samples, B, 3, H, W, device=out_device)
-        per = max(1, self.max_batch // n_samples)   # images per chunk
-        for i in range(0, B, per):
-            j = min(B, i + per)
-            f = [v[i:j].repeat(n_samples, 1, 1, 1) for v in feats]   # draw-major, like the noise
-            c = self._flow(f, _pad_to(noise[:, i:j].reshape(-1, 2, H, W), m, 'constant'))[..., :H, :W]
-            lab = torch.cat([L[i:j].repeat(n_samples, 1, 1, 1), c * self.net.ab_scale], 1)
-            out[:, i:j] = lab_to_rgb(lab).reshape(n_samples, j - i, 3, H, W).to(out_device)
-        return out
+        return self._draws(self._condition(x), n_samples, generator)
+
+    @torch.no_grad()
+    def iter_samples(self,
+                     x:Tensor,                             # (B,1,H,W) grey or (B,3,H,W) colour, in [0,1]
+                     n_samples:int,                        # M draws per image
+                     generator:torch.Generator|None=None,  # drives all randomness
+                     chunk:int|None=4,                     # at most this many draws per yielded chunk (None: all M at once)
+                    ):                                     # yields (m,B,3,H,W) tensors, m <= chunk, M draws in all
+        "The samples of `sample(x, m, generator)` called chunk by chunk, with the encoder run once for all chunks."
+        if n_samples < 1: raise ValueError(f"n_samples must be at least 1, not {n_samples}")
+        chunk = n_samples if chunk is None else chunk
+        if chunk < 1: raise ValueError(f"chunk must be at least 1, not {chunk}")
+        cond = self._condition(x)
+        for d in range(0, n_samples, chunk): yield self._draws(cond, min(chunk, n_samples - d), generator)
 
     def __call__(self, x:Tensor, generator:torch.Generator|None=None)->Tensor:
         "One colour sample per image: (B,3,H,W) in [0,1]."

@@ -45,6 +45,14 @@ class ResBlock(nn.Module):
         self.film = nn.Linear(tdim, 2 * c) if tdim else None
         nn.init.zeros_(self.c2.weight); nn.init.zeros_(self.c2.bias)  # each block starts as the identity
     def forward(self, x:Tensor, temb:Tensor|None=None)->Tensor:
+        if torch.is_grad_enabled(): return self._forward(x, temb)
+        h = F.silu(self.c1(x), inplace=True)   # sampling: the temporaries are updated in place (the same values)
+        if self.film is not None:
+            s, b = self.film(temb)[:, :, None, None].chunk(2, 1)
+            h.mul_(1 + s).add_(b)
+        y = self.c2(h)
+        return y.add_(x) if y.dtype == torch.promote_types(y.dtype, x.dtype) else x + y
+    def _forward(self, x:Tensor, temb:Tensor|None)->Tensor:
         h = F.silu(self.c1(x))
         if self.film is not None:
             s, b = self.film(temb)[:, :, None, None].chunk(2, 1)
@@ -81,9 +89,10 @@ class ResidualDenoiser(nn.Module):
         self.out = nn.Conv2d(c, 3 * scale * scale, 3, padding=1)
     def forward(self, rt:Tensor, t:Tensor, feat:Tensor)->Tensor:
         temb = self.tmlp(time_embedding(t, self.tdim))
-        h = self.inp(F.pixel_unshuffle(rt, self.scale)) + feat
+        h = self.inp(F.pixel_unshuffle(rt, self.scale))
+        h = h + feat if torch.is_grad_enabled() or h.dtype != torch.promote_types(h.dtype, feat.dtype) else h.add_(feat)
         for b in self.blocks: h = b(h, temb)
-        return F.pixel_shuffle(self.out(F.silu(h)), self.scale)
+        return F.pixel_shuffle(self.out(F.silu(h, inplace=not torch.is_grad_enabled())), self.scale)
 
 # %% ../../nbs/models/13_embedded.ipynb #e722f28a
 class FlowSRNet(nn.Module):
@@ -179,13 +188,39 @@ class EmbeddedSR(SRModelBase):
 
     @torch.no_grad()
     def _flow(self, feat:Tensor, r:Tensor)->Tensor:
-        "Integrate the flow from noise `r` (N,3,H,W) with features `feat` (N,c,h,w): K Euler steps."
+        "Integrate the flow from noise `r` (N,3,H,W) with features `feat` (N,c,h,w): K Euler steps, updating `r` in place."
         K = self.steps
         for k in range(K):
             t = torch.full((r.shape[0],), k / K, device=r.device)
             with self._autocast(): r_hat = self.net(r, t, feat).float()
-            r = r + (r_hat - r) / (K - k)  # (t_{k+1}-t_k)(R_hat - R)/(1-t_k) with t_k = k/K
+            r.add_(r_hat.sub_(r).div_(K - k))  # (t_{k+1}-t_k)(R_hat - R)/(1-t_k) with t_k = k/K
         return r
+
+    @torch.no_grad()
+    def _condition(self, lr:Tensor)->tuple:
+        "What every draw of `lr` shares, computed once: (lr on the model's device, encoder features, bicubic upsampling, output device)."
+        lr = as_image_batch(lr, name='low-res input')
+        out_device = lr.device
+        lr = lr.float().to(self.device)
+        with self._autocast(): feat = self.net.features(lr).float()
+        return lr, feat, bicubic_upsample(lr, self.scale), out_device
+
+    @torch.no_grad()
+    def _draws(self, cond:tuple, n:int, generator:torch.Generator|None)->Tensor:
+        "`n` samples `(n,B,3,H,W)` of the images of `cond`: their noise is the next `n` blocks of the generator."
+        lr, feat, up, out_device = cond
+        B, _, H, W = up.shape
+        noise = self._noise((B, 3, H, W), n, generator).to(self.device)
+        out = torch.empty(n, B, 3, H, W, device=out_device)
+        per = max(1, self.max_batch // n)                       # images per call of the denoiser
+        for i in range(0, B, per):
+            j = min(B, i + per)
+            f = feat[i:j].repeat(n, 1, 1, 1)                    # (n*b, c, h, w), draw-major like the noise
+            r = self._flow(f, noise[:, i:j].reshape(-1, 3, H, W))
+            s = r.reshape(n, j - i, 3, H, W).mul_(self.net.res_scale).add_(up[i:j][None]).clamp_(0, 1)
+            if j - i == B and s.device == out.device: return s  # one call: its result is the output
+            out[:, i:j] = s.to(out_device)
+        return out
 
     @torch.no_grad()
     def sample(self,
@@ -195,23 +230,20 @@ class EmbeddedSR(SRModelBase):
               )->Tensor:                             # (M,B,3,4h,4w) samples in [0,1], float32, on `lr`'s device
         "`n_samples` samples per image, batched over the draws."
         if n_samples < 1: raise ValueError(f"n_samples must be at least 1, not {n_samples}")
-        lr = as_image_batch(lr, name='low-res input')
-        out_device = lr.device
-        lr = lr.float().to(self.device)
-        B, _, h, w = lr.shape
-        H, W = h * self.scale, w * self.scale
-        noise = self._noise((B, 3, H, W), n_samples, generator).to(self.device)
-        with self._autocast(): feat = self.net.features(lr).float()
-        up = bicubic_upsample(lr, self.scale)
-        out = torch.empty(n_samples, B, 3, H, W, device=out_device)
-        per = max(1, self.max_batch // n_samples)              # images per chunk
-        for i in range(0, B, per):
-            j = min(B, i + per)
-            f = feat[i:j].repeat(n_samples, 1, 1, 1)            # (M*b, c, h, w), draw-major like the noise
-            r = self._flow(f, noise[:, i:j].reshape(-1, 3, H, W))
-            s = up[i:j][None] + self.net.res_scale * r.reshape(n_samples, j - i, 3, H, W)
-            out[:, i:j] = s.clamp(0, 1).to(out_device)
-        return out
+        return self._draws(self._condition(lr), n_samples, generator)
+
+    @torch.no_grad()
+    def iter_samples(self,
+                     lr:Tensor,                            # (B,3,h,w) or (3,h,w) low-res images in [0,1]
+                     n_samples:int,                        # M draws per image
+                     generator:torch.Generator|None=None,  # drives all randomness
+                     chunk:int=4,                          # at most this many draws per yielded chunk
+                    ):                                     # yields (m,B,3,4h,4w) tensors, m <= chunk, M draws in all
+        "The samples of `sample(lr, m, generator)` called chunk by chunk, with the encoder run once for all chunks."
+        if n_samples < 1: raise ValueError(f"n_samples must be at least 1, not {n_samples}")
+        if chunk < 1: raise ValueError(f"chunk must be at least 1, not {chunk}")
+        cond = self._condition(lr)
+        for d in range(0, n_samples, chunk): yield self._draws(cond, min(chunk, n_samples - d), generator)
 
     def __call__(self, lr:Tensor, generator:torch.Generator|None=None)->Tensor:
         "One sample per image: (B,3,4h,4w) in [0,1]."
