@@ -4,7 +4,7 @@
 
 # %% ../../nbs/data/08_images.ipynb #e98b4684
 from __future__ import annotations
-import io, os, struct, tempfile
+import errno, io, os, shutil, struct, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -16,7 +16,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'to_rgb', 'load_image', 'pil_to_tensor', 'Photo', 'to_uint8', 'encode_image', 'OutputError',
-           'check_writable', 'write_files', 'write_atomic', 'image_size']
+           'check_writable', 'file_mode', 'write_files', 'write_atomic', 'write_folder', 'check_not_input',
+           'image_size']
 
 # %% ../../nbs/data/08_images.ipynb #0d5a0ec9
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.webp', '.jp2', '.j2k', '.jpx', '.ppm', '.pgm', '.gif')
@@ -261,6 +262,19 @@ def check_writable(folder:str|Path, # a folder that will receive files (it may n
     return folder
 
 # %% ../../nbs/data/08_images.ipynb #668095f8
+def _umask()->int:
+    "The process's umask, read without changing it where the system tells it (Linux), else set and restored at once."
+    try:
+        for line in Path('/proc/self/status').read_text().splitlines():
+            if line.startswith('Umask:'): return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError): pass
+    old = os.umask(0o022); os.umask(old)
+    return old
+
+def file_mode()->int:
+    "The mode a new file gets under the user's umask (0644 under the usual 022): what every written file gets."
+    return 0o666 & ~_umask()
+
 def _stage(path:Path, data)->Path:
     "Write `data` (bytes, or a function `write(tmp_path)`) to a temporary file beside `path`, flushed to disk; return its path."
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -275,34 +289,136 @@ def _stage(path:Path, data)->Path:
             with os.fdopen(fd, 'wb') as f:
                 fd = None
                 f.write(data); f.flush(); os.fsync(f.fileno())
+        os.chmod(tmp, file_mode())   # mkstemp's 0600 would survive the rename
     except BaseException:
         if fd is not None: os.close(fd)
         tmp.unlink(missing_ok=True)
         raise
     return tmp
 
-def write_files(files:dict, # {path: bytes, or a function `write(tmp_path)` that writes the whole file}
-               )->list:     # the paths written
-    "Write several files as one step: each to a temporary file beside it, then all renamed into place; on any failure none is."
-    staged = {}
+def _sync_folder(folder:Path):
+    "Flush a folder's entries (the renames into it) to disk, where the system allows it."
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+        try: os.fsync(fd)
+        finally: os.close(fd)
+    except OSError: pass
+
+# %% ../../nbs/data/08_images.ipynb #e21d9f24
+def _taken(path:Path)->OutputError:
+    return OutputError(f"{path} exists (another run may have just written it); nothing was written: "
+                       "choose another output, or allow replacing it")
+
+def _place(tmp:Path, path:Path, exclusive:bool):
+    "Move a staged file to its name: over an old file, or (exclusive) only if no file has that name, decided by the system."
+    if not exclusive: return os.replace(tmp, path)
+    try:
+        try: os.link(tmp, path)      # fails if the name is taken, even by a run started at the same moment
+        except FileExistsError: raise
+        except OSError:              # a file system without hard links: reserve the name, then fill it
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, file_mode()))
+            return os.replace(tmp, path)
+    except FileExistsError: raise _taken(path) from None
+    tmp.unlink()
+
+def write_files(files:dict,           # {path: bytes, or a function `write(tmp_path)` that writes the whole file}
+                exclusive:bool=False, # the files must not exist: a file made meanwhile (another run) raises `OutputError`, never replaced
+               )->list:               # the paths written
+    "Write several files as one step: all staged beside their names, then renamed into place; on any failure the old files are back."
+    staged, backups, placed = {}, {}, []
     try:
         for path, data in files.items():
             path = Path(path).expanduser()
+            if exclusive and path.exists(): raise _taken(path)
             staged[path] = _stage(path, data)
-        for path, tmp in staged.items(): os.replace(tmp, path)
+        for path in staged:                      # a second name for each old file, kept until every new one is in place
+            if path.exists() and not exclusive:
+                backups[path] = Path(tempfile.mktemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.old'))
+                try: os.link(path, backups[path])
+                except OSError: backups.pop(path)   # no hard links here: that file is replaced without a way back
+        for path, tmp in staged.items():
+            _place(tmp, path, exclusive); placed.append(path)
+        for folder in {p.parent for p in staged}: _sync_folder(folder)
     except BaseException as e:
+        for path in placed:                      # undo: the old file back, or no file where there was none
+            if path in backups: os.replace(backups.pop(path), path)
+            else: path.unlink(missing_ok=True)
         for tmp in staged.values(): tmp.unlink(missing_ok=True)
+        for b in backups.values(): b.unlink(missing_ok=True)
         if isinstance(e, OSError) and not isinstance(e, OutputError):
             where = path if 'path' in locals() else 'the output files'
-            raise OutputError(f"cannot write {where}: {e.strerror or e}; nothing was written") from None
+            raise OutputError(f"cannot write {where}: {e.strerror or e}; nothing was written, the old files are as they were") from None
         raise
+    for b in backups.values(): b.unlink(missing_ok=True)
     return list(staged)
 
 def write_atomic(path:str|Path, # the file to write (its folder is created if needed)
                  data,          # bytes, or a function `write(tmp_path)` that writes the whole file at `tmp_path`
+                 exclusive:bool=False, # the file must not exist (see `write_files`)
                 )->Path:        # `path`
     "Write one file in one step (see `write_files`): readers see the old file or the complete new one, never a part."
-    return write_files({path: data})[0]
+    return write_files({path: data}, exclusive=exclusive)[0]
+
+# %% ../../nbs/data/08_images.ipynb #923780d1
+def write_folder(folder:str|Path,     # the output folder, made by this call (or replaced whole, with `overwrite`)
+                 files:dict,          # {name inside the folder: bytes, or a function `write(tmp_path)`}
+                 overwrite:bool=False, # replace an existing folder that holds only files named in `files`
+                )->Path:              # `folder`
+    "A folder of outputs that appears all at once: written as a hidden folder beside it, then renamed into place."
+    folder = Path(folder).expanduser()
+    names = {str(Path(n)) for n in files}
+    if folder.exists():
+        if not folder.is_dir(): raise OutputError(f"{folder} is a file, not a folder; choose another output folder")
+        if not overwrite: raise OutputError(f"{folder} exists; nothing was written: choose another folder, or allow replacing it")
+        other = sorted(str(p.relative_to(folder)) for p in folder.rglob('*') if p.is_file() and str(p.relative_to(folder)) not in names)
+        if other:
+            raise OutputError(f"{folder} holds files this output does not write ({', '.join(other[:3])}{', ...' if len(other) > 3 else ''}): "
+                              "it is not replaced; choose a folder of its own")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    stage = old = None
+    try:
+        stage = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f'.{folder.name}.', suffix='.part'))
+        os.chmod(stage, 0o777 & ~_umask())
+        write_files({stage / n: data for n, data in files.items()})
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f'.{folder.name}.', suffix='.old'))
+            os.replace(folder, old)                # the old folder, kept until the new one is in place
+            try: os.replace(stage, folder)
+            except BaseException: os.replace(old, folder); old = None; raise
+        else:
+            try: os.mkdir(folder)                   # claims the name: a run started together gets "exists"
+            except FileExistsError: raise OutputError(f"{folder} exists (another run may have just made it); nothing was "
+                                                      "written: choose another folder, or allow replacing it") from None
+            os.replace(stage, folder)               # onto the empty folder just made, in one step
+        stage = None
+        _sync_folder(folder.parent)
+    except OSError as e:
+        if isinstance(e, OutputError): raise
+        raise OutputError(f"cannot write {folder}: {e.strerror or e}; nothing was written, the old folder is as it was") from None
+    finally:
+        if stage is not None: shutil.rmtree(stage, ignore_errors=True)
+        if old is not None: shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+# %% ../../nbs/data/08_images.ipynb #e155b6d9
+def check_not_input(outputs, # the paths a command will write
+                    inputs,  # the paths it reads
+                   ):
+    "Raise `OutputError` when an output is one of the inputs (the same file, by any name): found before any work."
+    def keys(p):
+        p = Path(p).expanduser()
+        out = {os.path.realpath(p)}
+        try: st = p.stat(); out.add((st.st_dev, st.st_ino))
+        except OSError: pass
+        return out
+    seen = {}
+    for p in inputs:
+        for k in keys(p): seen[k] = Path(p)
+    for o in outputs:
+        hit = next((seen[k] for k in keys(o) if k in seen), None)
+        if hit is not None:
+            raise OutputError(f"the output {o} is the input {hit}: writing it would replace what is read; "
+                              "choose another output name or folder")
 
 # %% ../../nbs/data/08_images.ipynb #eae6de45
 def image_size(path:str|Path, # an image file
