@@ -4,7 +4,7 @@
 
 # %% ../../nbs/data/08_images.ipynb #e98b4684
 from __future__ import annotations
-import errno, io, os, shutil, struct, tempfile
+import errno, io, json, math, os, shutil, struct, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'to_rgb', 'load_image', 'pil_to_tensor', 'Photo', 'to_uint8', 'encode_image', 'OutputError',
            'check_writable', 'file_mode', 'write_files', 'write_atomic', 'write_folder', 'check_not_input',
-           'image_size']
+           'json_bytes', 'image_size']
 
 # %% ../../nbs/data/08_images.ipynb #0d5a0ec9
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.webp', '.jp2', '.j2k', '.jpx', '.ppm', '.pgm', '.gif')
@@ -419,6 +419,22 @@ def check_not_input(outputs, # the paths a command will write
         if hit is not None:
             raise OutputError(f"the output {o} is the input {hit}: writing it would replace what is read; "
                               "choose another output name or folder")
+
+# %% ../../nbs/data/08_images.ipynb #4aaea688
+def _json_safe(x):
+    "`x` with every non-finite float replaced: inf -> 'inf', -inf -> '-inf', NaN -> None; numpy scalars and arrays as Python values."
+    if isinstance(x, np.ndarray): x = x.tolist()
+    elif isinstance(x, np.generic): x = x.item()
+    if isinstance(x, float): return None if math.isnan(x) else ('inf' if x > 0 else '-inf') if math.isinf(x) else x
+    if isinstance(x, dict): return {(k if isinstance(k, str) else str(k)): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)): return [_json_safe(v) for v in x]
+    return x
+
+def json_bytes(obj,     # dicts, lists, numbers (numpy ones too), strings
+               **dumps, # more options of `json.dumps` (indent, default, ...)
+              )->bytes: # UTF-8 JSON that every parser reads the same
+    "Strict JSON: infinities as the strings 'inf'/'-inf', NaN as null; never the non-standard `NaN`/`Infinity`."
+    return json.dumps(_json_safe(obj), allow_nan=False, **dumps).encode()
 
 # %% ../../nbs/data/08_images.ipynb #eae6de45
 def image_size(path:str|Path, # an image file
