@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 from .calibration import Calibrator, Records, caller_stacklevel, loss_records
 from .data.images import write_atomic
 from .colour import as_image_batch
@@ -18,7 +19,7 @@ from . import sampling
 from .sampling import check_pair, fidelity_maps, sample_chunks, unpack_item
 
 # %% auto #0
-__all__ = ['STORE_FORMAT', 'image_generator', 'run_config', 'fingerprint', 'RecordStore', 'put', 'get', 'halo_rows', 'row_bands',
+__all__ = ['STORE_FORMAT', 'image_generator', 'run_config', 'fingerprint', 'RecordStore', 'halo_rows', 'row_bands',
            'merge_records', 'item_digest', 'image_records', 'calibrator_at_scale', 'folder_items']
 
 # %% ../nbs/07b_at_scale.ipynb #418a017c
@@ -99,6 +100,7 @@ def _decode(data)->tuple:
         kw.update({k: v for k, v in meta['scalars'].items() if k in fields})
     return meta['id'], meta['fingerprint'], Records(**kw), meta.get('item')
 
+@patch
 def put(self:RecordStore,
         image_id:str,
         records:Records,
@@ -110,6 +112,7 @@ def put(self:RecordStore,
     write_atomic(self._file(image_id), _encode(image_id, records, self.fingerprint, digest))
     return True
 
+@patch
 def get(self:RecordStore,
         image_id:str,
         digest:str|None=None, # if given, the `item_digest` the records must have been computed from
@@ -128,8 +131,6 @@ def get(self:RecordStore,
                          "the store was edited by hand: delete that file")
     if digest is not None and stored != digest: return None   # records of other pixels or settings: never reused
     return r
-
-RecordStore.put, RecordStore.get = put, get
 
 # %% ../nbs/07b_at_scale.ipynb #dd5f44ff
 def _kernel_radius(k)->int:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 from .colour import as_image_batch
 from .fidelity import Neighbourhood, Semantic, fidelity_from_config, psnr
 from .uncertainty import Uncertainty, uncertainty_from_config
@@ -24,9 +25,8 @@ from .at_scale import calibrator_at_scale
 from .data.images import write_atomic
 
 # %% auto #0
-__all__ = ['FORMAT', 'FORMAT_VERSION', 'MAX_CALIBRATION_BYTES', 'Prediction', 'ConformalMask', 'sample_sigma', 'check_alphas',
-           'limit_of', 'calibrate', 'limit', 'predict', 'evaluate', 'summarise', 'CalibrationFileError',
-           'validate_calibration', 'save', 'read_calibration', 'load', 'from_file']
+__all__ = ['FORMAT', 'FORMAT_VERSION', 'MAX_CALIBRATION_BYTES', 'Prediction', 'ConformalMask', 'check_alphas', 'limit_of',
+           'summarise', 'CalibrationFileError', 'validate_calibration', 'read_calibration']
 
 # %% ../nbs/07_mask.ipynb #d4963d11
 @dataclass
@@ -108,15 +108,13 @@ def _sample_sigma(self:ConformalMask, lr:Tensor, generator:torch.Generator|None)
     return torch.cat([p for p, _ in out]), torch.cat([s for _, s in out])
 
 @torch.no_grad()
+@patch
 def sample_sigma(self:ConformalMask,
                  lr:Tensor,                       # (B,3,h,w) or (3,h,w) low-res sRGB in [0,1]
                  generator:torch.Generator|None=None, # default: per image, seeded by `self.seed` and the image
                 )->tuple:                         # (prediction (B,3,H,W), sigma (B,H,W))
     "Draw $M$ samples, stream them into the uncertainty estimator, keep the first as the prediction."
     return _sample_sigma(self, _lr_batch(self, lr), generator)
-
-ConformalMask.sample_sigma = sample_sigma
-
 
 # %% ../nbs/07_mask.ipynb #5a88657f
 def _scored(self:ConformalMask, pairs, desc:str, progress:bool):
@@ -153,6 +151,7 @@ def limit_of(cal:Calibrator,   # the calibration records
     return float(cal.limits(float(alpha)))
 
 @torch.no_grad()
+@patch
 def calibrate(self:ConformalMask,
               pairs,               # iterable of (lr, hr) or (lr, hr, semantic_map); each (3,h,w) or a batch
               alphas=(0.1,),       # risk level(s) $\alpha$ to calibrate; more can be read off later with `limit`
@@ -188,9 +187,8 @@ def calibrate(self:ConformalMask,
     self.calibrator, self._n, self.limits, self.guarantee = cal, cal.n, limits, new
     return dict(self.limits)
 
-ConformalMask.calibrate = calibrate
-
 # %% ../nbs/07_mask.ipynb #14fc144d
+@patch
 def limit(self:ConformalMask, alpha:float)->float:
     "$r^*$ for this calibration (the mask is $\\{\\sigma < r^*\\}$); computed from the records if `alpha` is new."
     for a, r in self.limits.items():
@@ -203,11 +201,9 @@ def limit(self:ConformalMask, alpha:float)->float:
     self.limits[float(alpha)] = r
     return r
 
-ConformalMask.limit = limit
-
-
 # %% ../nbs/07_mask.ipynb #4d00ece3
 @torch.no_grad()
+@patch
 def predict(self:ConformalMask,
             lr,                 # (3,h,w) or (B,3,h,w) low-res sRGB in [0,1]
             alpha:float=0.1,    # the risk level; must have been calibrated (or be computable from the records)
@@ -221,10 +217,9 @@ def predict(self:ConformalMask,
     if single: pred, sigma, mask = pred[0], sigma[0], mask[0]
     return Prediction(pred, mask, sigma, r, float(alpha))
 
-ConformalMask.predict = predict
-
 # %% ../nbs/07_mask.ipynb #23b0d4f4
 @torch.no_grad()
+@patch
 def evaluate(self:ConformalMask,
              pairs,               # iterable of (lr, hr) or (lr, hr, semantic_map), as for `calibrate`
              alphas=(0.1,),       # the calibrated level(s) to evaluate
@@ -243,8 +238,6 @@ def evaluate(self:ConformalMask,
                                  mask_fraction=float(m.double().mean()), psnr_masked=psnr(hr[b], pred[b], m), psnr_full=full))
             k += 1
     return rows
-
-ConformalMask.evaluate = evaluate
 
 # %% ../nbs/07_mask.ipynb #acc53346
 def summarise(rows:list)->list:
@@ -327,6 +320,7 @@ def _package_version()->str:
 
 MAX_CALIBRATION_BYTES = 64 << 20   # a calibration file is kilobytes; a larger file is refused before it is read
 
+@patch
 def save(self:ConformalMask,
          path,                 # the calibration file
          exclusive:bool=False, # refuse to replace an existing file (a concurrent run writing the same new file gets "exists")
@@ -365,6 +359,7 @@ def read_calibration(path)->dict:
                          " (the limits r* of the mask {sigma < r*}): calibrate again")
     return validate_calibration(doc, path)
 
+@patch
 def load(self:ConformalMask,
          path,          # a calibration file written by `save`
          doc=None,      # its document, already read by `read_calibration` (the file is then not read again)
@@ -383,8 +378,8 @@ def load(self:ConformalMask,
     self.calibrator, self._n, self.limits = None, int(doc['n']), limits   # all together, after every check
     return self
 
-@classmethod
-def from_file(cls, path, model, **kwargs)->ConformalMask:
+@patch(cls_method=True)
+def from_file(cls:ConformalMask, path, model, **kwargs)->ConformalMask:
     "A `ConformalMask` for `model` configured as in the calibration file at `path`, with its limits."
     doc = read_calibration(path)
     c = doc['config']
@@ -393,5 +388,3 @@ def from_file(cls, path, model, **kwargs)->ConformalMask:
              n_samples=c['n_samples'], **kwargs)
     cm.guarantee = dict(c.get('guarantee', cm.guarantee))
     return cm.load(path, doc)
-
-ConformalMask.save, ConformalMask.load, ConformalMask.from_file = save, load, from_file
