@@ -121,18 +121,32 @@ def _pil_array(im:Image.Image)->np.ndarray:
     if a.dtype.byteorder not in ('=', '|'): a = a.astype(a.dtype.newbyteorder('='))
     return a[..., None] if a.ndim == 2 else a
 
+def _missing(p:Path)->Exception:
+    "The error for a path that cannot be opened: a link that leads nowhere (a loop, a missing target) is said to be one."
+    if p.is_symlink():
+        return FileNotFoundError(f"{p} is a symbolic link that leads nowhere (a loop of links, or a missing target): "
+                                 f"point it at an image file, or give the file itself")
+    return FileNotFoundError(f"image file not found: {p}")
+
+def _too_large(name:str, e:Exception)->ValueError:
+    "Pillow's guard against decompression bombs, explained with how to allow a trusted large image."
+    return ValueError(f"{name} is larger than Pillow reads by default ({e}); this guard stops files that expand to huge "
+                      "images. If the file is trusted, allow it: `PIL.Image.MAX_IMAGE_PIXELS = None` in Python (or a larger "
+                      "number of pixels) before reading it")
+
 def _read_array(source)->np.ndarray:
     "Decode an image file (path, bytes or file object) to an upright (H,W,C) array in its native dtype."
     if isinstance(source, bytes): source = io.BytesIO(source)
     name = str(source) if isinstance(source, (str, Path)) else 'image data'
     if isinstance(source, (str, Path)):
         p = Path(source)
-        if not p.exists(): raise FileNotFoundError(f"image file not found: {p}")
+        if not p.exists(): raise _missing(p)
         if p.is_dir(): raise IsADirectoryError(f"{p} is a folder; for a folder of images use image_folder({str(p)!r})")
     try:
         with Image.open(source) as im:
             a = _pil_array(im)
             return _orient(a, im.getexif().get(0x0112, 1))
+    except Image.DecompressionBombError as e: raise _too_large(name, e) from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         pil_error = e
     suffix = Path(name).suffix.lower()
@@ -441,12 +455,13 @@ def image_size(path:str|Path, # an image file
               )->tuple[int, int]: # (height, width), upright (EXIF orientation applied)
     "The size of an image file, read from its header when Pillow can (else by decoding it); `ValueError` when it is not an image."
     p = Path(path).expanduser()
-    if not p.exists(): raise FileNotFoundError(f"image file not found: {p}")
+    if not p.exists(): raise _missing(p)
     if p.is_dir(): raise IsADirectoryError(f"{p} is a folder, not an image file")
     try:
         with Image.open(p) as im:
             w, h = im.size
             return (w, h) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (h, w)
+    except Image.DecompressionBombError as e: raise _too_large(str(p), e) from None
     except (UnidentifiedImageError, OSError, ValueError):
         a = _read_array(p)   # TIFF/JPEG 2000 layouts Pillow cannot open; raises ValueError naming the file
         return a.shape[0], a.shape[1]
