@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'to_rgb', 'load_image', 'pil_to_tensor', 'Photo', 'to_uint8', 'encode_image', 'OutputError',
            'check_writable', 'file_mode', 'write_files', 'write_atomic', 'write_folder', 'check_not_input',
-           'json_bytes', 'image_size']
+           'json_bytes', 'image_size', 'check_image_values']
 
 # %% ../../nbs/data/08_images.ipynb #0d5a0ec9
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.webp', '.jp2', '.j2k', '.jpx', '.ppm', '.pgm', '.gif')
@@ -465,3 +465,18 @@ def image_size(path:str|Path, # an image file
     except (UnidentifiedImageError, OSError, ValueError):
         a = _read_array(p)   # TIFF/JPEG 2000 layouts Pillow cannot open; raises ValueError naming the file
         return a.shape[0], a.shape[1]
+
+# %% ../../nbs/data/08_images.ipynb #c1d1479d
+def check_image_values(path:str|Path, # an image file (its size already checked by `image_size`)
+                      )->None:
+    "Raise the `ValueError` of `load_image` for a file whose values it would refuse; 8- and 16-bit files are decoded only when needed."
+    p = Path(path).expanduser()
+    try:
+        with Image.open(p) as im:
+            bits = im.tag_v2.get(258) if im.format == 'TIFF' and hasattr(im, 'tag_v2') else None
+            fmt = im.tag_v2.get(339) if im.format == 'TIFF' and hasattr(im, 'tag_v2') else None   # SampleFormat: 3 = float
+            if im.mode not in ('I', 'F') and bits is None: return
+            if bits is not None and max(np.atleast_1d(bits)) <= 16 and 3 not in np.atleast_1d(fmt if fmt is not None else 1) \
+                    and im.mode not in ('I', 'F'): return
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError): pass   # other readers: decode below
+    load_image(p)
