@@ -325,3 +325,143 @@ def test_local_ray_cluster_is_private_and_on_loopback(monkeypatch):
     monkeypatch.setattr(at_scale, '_ray', lambda: FakeRay())
     with pytest.raises(Stop): list(at_scale._ray_records(None, {'a': None}, ['a'], None, 1, None))
     assert seen['address'] == 'local' and seen['_node_ip_address'] == '127.0.0.1'
+
+
+# --- the command line -----------------------------------------------------------------------------------------------
+
+FAST = ['--model', 'bicubic-perturbed', '--crop', '32', '--crops-per-image', '6', '-M', '3', '--quiet']
+
+
+@pytest.fixture(scope='module')
+def cli_setup(tmp_path_factory):
+    from PIL import Image
+    from conformal_superres.cli.main import main
+    root = tmp_path_factory.mktemp('cli-faults')
+    rng = np.random.default_rng(0)
+    photos = root / 'photos'; photos.mkdir()
+    for name in 'abc': Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(photos / f'{name}.png')
+    try: main(['calibrate', '--data', str(photos), *FAST, '--alphas', '0.5,1', '--out', str(root / 'cal.json')])
+    except SystemExit as e: assert not e.code
+    return root, photos
+
+
+def _cli(argv, capsys):
+    from conformal_superres.cli.main import main
+    try: main(argv); code = 0
+    except SystemExit as e: code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def snapshot(folder:Path)->dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob('*')) if p.is_file()}
+
+
+def test_predict_refuses_an_output_that_is_an_input(cli_setup, tmp_path, capsys):
+    "predict --overwrite photo.png photo_mask.png --out their folder: photo_mask.png is an input, so nothing is done."
+    root, photos = cli_setup
+    d = tmp_path / 'in'; d.mkdir()
+    for n in ('photo.png', 'photo_mask.png'): (d / n).write_bytes((photos / 'a.png').read_bytes())
+    before = snapshot(d)
+    code, _, err = _cli(['predict', '--calibration', str(root / 'cal.json'), str(d / 'photo.png'), str(d / 'photo_mask.png'),
+                         '--out', str(d), '--overwrite', '--quiet'], capsys)
+    assert code == 4 and 'is the input' in err and err.count('\n') == 1
+    assert snapshot(d) == before
+
+
+def test_predict_checks_values_before_the_first_output(cli_setup, tmp_path, capsys):
+    "A float TIFF in [0, 255] after a good image: refused before the good image's files are written."
+    import tifffile
+    root, photos = cli_setup
+    bad = tmp_path / 'bad.tif'; tifffile.imwrite(bad, (np.random.default_rng(1).random((40, 40, 3)) * 255).astype(np.float32))
+    out = tmp_path / 'out'
+    code, _, err = _cli(['predict', '--calibration', str(root / 'cal.json'), str(photos / 'a.png'), str(bad), '--out', str(out), '--quiet'], capsys)
+    assert code == 3 and 'values in [0,1]' in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_predict_refuses_outputs_that_cannot_fit_in_memory(cli_setup, tmp_path, capsys, monkeypatch):
+    import conformal_superres.cli.commands as commands
+    root, photos = cli_setup
+    monkeypatch.setattr(commands, 'available_memory', lambda: 1 << 20)   # a machine with 1 MiB to spare
+    code, _, err = _cli(['predict', '--calibration', str(root / 'cal.json'), str(photos / 'a.png'), '--out', str(tmp_path / 'o'), '--quiet'], capsys)
+    assert code == 3 and 'GiB of memory' in err and 'downscale' in err
+    assert not (tmp_path / 'o').exists()
+
+
+def test_evaluate_on_a_full_disk_keeps_the_old_report(cli_setup, tmp_path, capsys, monkeypatch):
+    "evaluate --overwrite whose last picture cannot be written: the five old files as they were, no new one beside them."
+    import conformal_superres.data.images as images
+    root, photos = cli_setup
+    rep = tmp_path / 'report'
+    argv = ['evaluate', '--calibration', str(root / 'cal.json'), '--data', str(photos), '--crop', '32', '--crops-per-image', '3',
+            '--out', str(rep), '--quiet']
+    assert _cli(argv, capsys)[0] == 0
+    before = snapshot(rep)
+    real = images._stage
+    def full(path, data):
+        if path.name == 'examples.png': raise OSError(errno.ENOSPC, 'No space left on device')
+        return real(path, data)
+    monkeypatch.setattr(images, '_stage', full)
+    code, _, err = _cli(argv + ['--overwrite', '--seed', '3'], capsys)
+    assert code == 4 and 'No space left' in err
+    assert snapshot(rep) == before
+    json.loads((rep / 'evaluation.json').read_text(), parse_constant=lambda c: pytest.fail(f'non-standard JSON constant {c}'))
+
+
+def test_two_calibrate_runs_on_one_new_output(cli_setup, tmp_path):
+    "Two calibrate processes started together on the same new --out, without --overwrite: one writes it, the other exits 4."
+    root, photos = cli_setup
+    out, go = tmp_path / 'cal.json', tmp_path / 'go'
+    code = f"""
+        import sys, time
+        from pathlib import Path
+        from conformal_superres.cli.main import main
+        import conformal_superres.mask as mask
+        save = mask.ConformalMask.save
+        def held(self, path, exclusive=False):   # both runs reach the write together
+            while not Path({str(go)!r}).exists(): time.sleep(0.001)
+            return save(self, path, exclusive=exclusive)
+        mask.ConformalMask.save = held
+        main(['calibrate', '--data', {str(photos)!r}, *{FAST!r}, '--alphas', sys.argv[1], '--out', {str(out)!r}])
+        """
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    procs = [subprocess.Popen([sys.executable, '-c', textwrap.dedent(code), a], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for a in ('0.5', '0.7')]
+    time.sleep(2); go.touch()
+    res = [(p.wait(180), *p.communicate()) for p in procs]
+    assert sorted(r[0] for r in res) == [0, 4], res
+    loser = [r for r in res if r[0] == 4][0]
+    assert 'exists' in loser[2]
+    winner_alpha = '0.5' if res[0][0] == 0 else '0.7'
+    assert [d['alpha'] for d in json.loads(out.read_text())['limits']] == [float(winner_alpha)]
+
+
+def test_sigterm_during_predict_cleans_up_with_one_message(cli_setup, tmp_path):
+    "SIGTERM (a batch scheduler's stop) of a real predict process: no hidden .part file, one message, exit status 143."
+    root, photos = cli_setup
+    out, started = tmp_path / 'out', tmp_path / 'started'
+    code = f"""
+        import os, time
+        from pathlib import Path
+        from conformal_superres.cli.main import main
+        real = os.fsync
+        def slow(fd):                            # a slow disk: stopped while the first output file is flushed
+            Path({str(started)!r}).touch(); time.sleep(60); return real(fd)
+        os.fsync = slow
+        main(['predict', '--calibration', {str(root / 'cal.json')!r}, {str(photos / 'a.png')!r}, '--out', {str(out)!r}, '--quiet'])
+        """
+    child = subprocess.Popen([sys.executable, '-c', textwrap.dedent(code)], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(1200):
+            if started.exists() or child.poll() is not None: break
+            time.sleep(0.05)
+        assert started.exists(), child.communicate()
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None: child.kill()
+    assert child.returncode == 143, err
+    assert err.strip().count('\n') == 0 and 'terminated (SIGTERM)' in err
+    assert [p.name for p in out.rglob('*')] == []

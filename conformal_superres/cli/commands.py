@@ -11,7 +11,7 @@ from ..uncertainty import Uncertainty
 from ..calibration import min_calibration_size
 from ..mask import ConformalMask, summarise
 from ..tasks import SuperResolution, as_task
-from ..data.images import OutputError, check_writable, load_image, load_intensity, to_uint8, write_atomic, write_files
+from ..data.images import OutputError, check_not_input, check_writable, load_image, load_intensity, to_uint8, write_atomic, write_files
 from ..data.datasets import intensity_files, intensity_pairs
 from ..colour import ValueRange, range_from_config
 from ..fidelity import Intensity
@@ -29,8 +29,9 @@ from .tiled import predict_tiled
 from .demo import run_demo
 
 # %% auto #0
-__all__ = ['PREDICT_FILES', 'LARGE_INPUT', 'PREDICT_INTENSITY_FILES', 'cmd_calibrate', 'prediction_files', 'cmd_predict',
-           'cmd_evaluate', 'cmd_demo', 'calibrate_intensities', 'predict_intensities']
+__all__ = ['PREDICT_FILES', 'LARGE_INPUT', 'OUTPUT_BYTES_PER_PIXEL', 'PREDICT_INTENSITY_FILES', 'cmd_calibrate',
+           'prediction_files', 'available_memory', 'check_memory', 'cmd_predict', 'cmd_evaluate', 'cmd_demo',
+           'calibrate_intensities', 'predict_intensities']
 
 # %% ../../nbs/cli/23f_commands.ipynb #e3fbe1d7
 def _feasibility(alphas, n:int, bound:float, when:str)->list:
@@ -131,7 +132,7 @@ def cmd_calibrate(args):
         for i, p in enumerate(pairs): model.expect(f"{getattr(p, 'source_id', 'image')}#{i}", p[0], p[1])
     cm = ConformalMask(model, uncertainty=unc, fidelity=fidelity, n_samples=args.n_samples, seed=args.seed)
     th = _calibrated(args, cm, pairs, alphas, at_scale)
-    write_atomic(out, lambda tmp: cm.save(tmp))
+    cm.save(out, exclusive=not args.overwrite)   # without --overwrite a file made meanwhile (a second run) is never replaced
     _say_limits(args, cm, th, low, out)
 
 # %% ../../nbs/cli/23f_commands.ipynb #7f53ec20
@@ -152,6 +153,28 @@ def _limit_of(doc:dict, alpha:float)->float:
     "The limit r* the calibration file holds for `alpha`."
     return next(float(d['limit']) for d in doc['limits'] if abs(float(d['alpha']) - alpha) <= 1e-12)
 
+# %% ../../nbs/cli/23f_commands.ipynb #31e55eb5
+OUTPUT_BYTES_PER_PIXEL = 20   # predict holds, per output pixel: prediction 3 B, sigma 8 B, mask 1 B, and the encoded files
+
+def available_memory()->int|None:
+    "Bytes of memory this machine can still give (Linux: MemAvailable), or None where it cannot be read."
+    try:
+        for line in Path('/proc/meminfo').read_text().splitlines():
+            if line.startswith('MemAvailable:'): return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError): pass
+    return None
+
+def check_memory(paths:list, sizes:list, scale:int, available:int|None=None):
+    "Refuse, before any work, an input whose full-size outputs cannot be held in memory: with the estimate and the fix."
+    available = available_memory() if available is None else available
+    if available is None: return
+    for f, (h, w) in zip(paths, sizes):
+        need = h * w * scale ** 2 * OUTPUT_BYTES_PER_PIXEL
+        if need > available:
+            raise InputError(f"{f} is {w}x{h} px; x{scale} its outputs need about {need / 2 ** 30:.1f} GiB of memory, and this "
+                             f"machine has {available / 2 ** 30:.1f} GiB available: the tiles bound the model's memory, not the "
+                             "full-size outputs; downscale or split the image first")
+
 # %% ../../nbs/cli/23f_commands.ipynb #f58dbc9a
 def cmd_predict(args):
     "`conformal-superres predict`: check the inputs, warn before the work, then predict each image tile by tile and write its files."
@@ -166,6 +189,9 @@ def cmd_predict(args):
     stems = output_stems(args.images)
     files = [[out / f'{s}_{k}' for k in PREDICT_FILES] for s in stems]
     check_outputs([f for fs in files for f in fs], args.overwrite)
+    try: check_not_input([f for fs in files for f in fs], args.images)
+    except OutputError as e: raise OutputPathError(f"{e} (--out)") from None
+    check_memory(args.images, sizes, scale)
     if not _feasibility([alpha], n, bound, 'was calibrated with') and _limit_of(doc, alpha) == -math.inf:
         warn(f"alpha={alpha:g} has the limit r* = -inf in {args.calibration}: no pixel will be trusted; "
              "use a larger alpha, or calibrate again")
@@ -274,7 +300,7 @@ def calibrate_intensities(args):
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message=r'alpha=.* is below B/\(n\+1\)')   # said above, before the work
         th = cm.calibrate(batched(pairs), alphas, progress=not args.quiet)
-    write_atomic(out, lambda tmp: cm.save(tmp))
+    cm.save(out, exclusive=not args.overwrite)
     units = f" {rng.units}" if rng.units else ''
     for a in sorted(th):
         print(f"alpha={a:g}{units}  limit r*={th[a]:.6g} (mask: sigma < r*)" + (f"  EMPTY MASK: needs n >= {min_calibration_size(a, cm.bound)}" if a in low else ''))
@@ -295,6 +321,8 @@ def predict_intensities(args, doc:dict):
     stems = output_stems(args.images)
     files = [[out / f'{s}_{k}' for k in PREDICT_INTENSITY_FILES] for s in stems]
     check_outputs([f for fs in files for f in fs], args.overwrite)
+    try: check_not_input([f for fs in files for f in fs], args.images)
+    except OutputError as e: raise OutputPathError(f"{e} (--out)") from None
     images = []
     for f in args.images:   # every input read (and checked against the calibration) before any work
         try: x, r = load_intensity(f, rng, channels=C)
