@@ -20,7 +20,7 @@ from .sampling import check_pair, fidelity_maps, sample_chunks, unpack_item
 
 # %% auto #0
 __all__ = ['STORE_FORMAT', 'image_generator', 'run_config', 'fingerprint', 'RecordStore', 'halo_rows', 'row_bands',
-           'merge_records', 'image_records', 'calibrator_at_scale', 'folder_items']
+           'merge_records', 'item_digest', 'image_records', 'calibrator_at_scale', 'folder_items']
 
 # %% ../nbs/07b_at_scale.ipynb #418a017c
 def image_generator(cm,  # a `ConformalMask` (its seed)
@@ -78,7 +78,7 @@ class RecordStore:
     def __len__(self): return sum(1 for _ in (self.path / 'records').glob('*.npz'))
 
 # %% ../nbs/07b_at_scale.ipynb #1a96edd5
-def _encode(image_id:str, r:Records, fp:str)->bytes:
+def _encode(image_id:str, r:Records, fp:str, digest:str|None=None)->bytes:
     "One image's records as the bytes of an `.npz` file."
     import io
     arrays, scalars = {}, {}
@@ -86,33 +86,41 @@ def _encode(image_id:str, r:Records, fp:str)->bytes:
         v = getattr(r, f.name)
         if isinstance(v, np.ndarray): arrays[f.name] = v
         else: scalars[f.name] = v.item() if hasattr(v, 'item') else v
-    meta = json.dumps(dict(id=str(image_id), fingerprint=fp, scalars=scalars))
+    meta = json.dumps(dict(id=str(image_id), fingerprint=fp, item=digest, scalars=scalars))
     buf = io.BytesIO()
     np.savez(buf, __meta__=np.array(meta), **arrays)
     return buf.getvalue()
 
 def _decode(data)->tuple:
-    "`(image id, fingerprint, Records)` from an `.npz` file (path or bytes)."
+    "`(image id, fingerprint, Records, item digest or None)` from an `.npz` file (path or bytes)."
     with np.load(data, allow_pickle=False) as z:
         meta = json.loads(str(z['__meta__']))
         fields = {f.name for f in dataclasses.fields(Records)}
         kw = {k: z[k] for k in z.files if k in fields}
         kw.update({k: v for k, v in meta['scalars'].items() if k in fields})
-    return meta['id'], meta['fingerprint'], Records(**kw)
+    return meta['id'], meta['fingerprint'], Records(**kw), meta.get('item')
 
 @patch
-def put(self:RecordStore, image_id:str, records:Records)->bool:
-    "Write one image's records (atomically); returns False, writing nothing, if the image is already stored."
-    if image_id in self: return False
-    write_atomic(self._file(image_id), _encode(image_id, records, self.fingerprint))
+def put(self:RecordStore,
+        image_id:str,
+        records:Records,
+        digest:str|None=None, # `item_digest` of the pixels and settings the records were computed from
+        replace:bool=False,   # replace a stored file (one found stale by its digest)
+       )->bool:
+    "Write one image's records (atomically); returns False, writing nothing, if the image is already stored (and not `replace`)."
+    if image_id in self and not replace: return False
+    write_atomic(self._file(image_id), _encode(image_id, records, self.fingerprint, digest))
     return True
 
 @patch
-def get(self:RecordStore, image_id:str)->Records|None:
-    "The stored records of one image; None if absent or unreadable (the image is then computed again)."
+def get(self:RecordStore,
+        image_id:str,
+        digest:str|None=None, # if given, the `item_digest` the records must have been computed from
+       )->Records|None:
+    "The stored records of one image; None if absent, unreadable or (with `digest`) made from other pixels or settings."
     f = self._file(image_id)
     if not f.exists(): return None
-    try: rid, fp, r = _decode(f)
+    try: rid, fp, r, stored = _decode(f)
     except Exception as e:
         warnings.warn(f"record file {f} of image {image_id!r} cannot be read ({type(e).__name__}: {e}); it will be computed again",
                       stacklevel=caller_stacklevel())
@@ -121,6 +129,7 @@ def get(self:RecordStore, image_id:str)->Records|None:
     if rid != str(image_id) or fp != self.fingerprint:
         raise ValueError(f"record file {f} holds image {rid!r} of configuration {fp}, not {image_id!r} of {self.fingerprint}; "
                          "the store was edited by hand: delete that file")
+    if digest is not None and stored != digest: return None   # records of other pixels or settings: never reused
     return r
 
 # %% ../nbs/07b_at_scale.ipynb #dd5f44ff
@@ -172,6 +181,17 @@ def _item(item, image_id:str, task)->tuple:
     if extra is not None and getattr(extra, 'ndim', 3) == 2: extra = extra[None]
     return lr, hr, extra
 
+def item_digest(lr, hr, extra=None, # one checked calibration item (see `_item`)
+                settings=None,      # how it was made from its file (crop, degradation), if it was
+               )->str:              # a hash of all of it
+    "What a stored record was computed from: the item's shapes and float32 pixels, and the settings that made it."
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for x in (lr, hr, extra):
+        if x is None: h.update(b'none'); continue
+        a = torch.as_tensor(x).detach().to('cpu', torch.float32).contiguous().numpy()
+        h.update(f'{a.shape}:'.encode()); h.update(a.tobytes())
+    return h.hexdigest()[:32]
+
 # %% ../nbs/07b_at_scale.ipynb #0a023723
 def _read_rows(path:Path, a:int, b:int, W:int)->torch.Tensor:
     "Rows a..b of a spilled sample `(H,3,W)` float32 file, as `(3,b-a,W)`: read into a fresh buffer, not mapped."
@@ -211,12 +231,16 @@ def image_records(cm,                    # a `ConformalMask` (its model, M, sigm
                   item,                  # (lr, hr) or (lr, hr, semantic_map), or a function returning one
                   image_id:str,          # the image's key (for messages; the samples are seeded by the image's content)
                   band_rows:int|None=None, # rows per band; None: the whole image at once
-                 )->Records:             # the records of the image's loss curve
+                  with_digest:bool=False,  # also return the item's `item_digest`
+                 )->Records:             # the records of the image's loss curve (and its digest)
     "Draw one image's samples (seeded as `ConformalMask.calibrate` seeds them), compute sigma and D (in bands if asked) and return its records."
+    settings = getattr(item, 'settings', None)
     lr, hr, extra = _item(item, image_id, cm.task)
-    if band_rows: return _banded_records(cm, lr, hr, extra, image_generator(cm, lr), int(band_rows))
-    pred, sigma = cm.sample_sigma(lr)            # generator None: each image seeded by `cm.seed` and its content
-    return loss_records(sigma[0], fidelity_maps(cm.fidelity, hr.to(pred.dtype), pred, extra)[0], cm.bound)
+    if band_rows: r = _banded_records(cm, lr, hr, extra, image_generator(cm, lr), int(band_rows))
+    else:
+        pred, sigma = cm.sample_sigma(lr)            # generator None: each image seeded by `cm.seed` and its content
+        r = loss_records(sigma[0], fidelity_maps(cm.fidelity, hr.to(pred.dtype), pred, extra)[0], cm.bound)
+    return (r, item_digest(lr, hr, extra, settings)) if with_digest else r
 
 # %% ../nbs/07b_at_scale.ipynb #46a90c00
 def _keyed(pairs)->dict:
@@ -227,9 +251,14 @@ def _keyed(pairs)->dict:
     return items
 
 def _local_records(cm, items:dict, todo:list, band_rows):
-    "Compute the records of `todo` in this process, yielding `(image id, records)` as each is done."
+    "Compute the records of `todo` in this process, yielding `(image id, records, item digest)` as each is done."
     for image_id in todo:
-        yield image_id, image_records(cm, items[image_id], image_id, band_rows)
+        yield image_id, *image_records(cm, items[image_id], image_id, band_rows, with_digest=True)
+
+def _stored_digest(cm, item, image_id:str)->str:
+    "The `item_digest` of an item as it is now (its file read again): what a stored record must match."
+    settings = getattr(item, 'settings', None)
+    return item_digest(*_item(item, image_id, cm.task), settings)
 
 # %% ../nbs/07b_at_scale.ipynb #c8d8f3d7
 def calibrator_at_scale(cm,                      # a `ConformalMask`
@@ -253,19 +282,27 @@ def calibrator_at_scale(cm,                      # a `ConformalMask`
                          f"{', '.join(_differing(st.config, json.loads(json.dumps(config, default=str))))}); pass its folder instead")
     if band_rows: halo_rows(cm)                         # refuse what cannot be banded before any work
     try:
-        todo = [k for k in items if k not in st]
+        # a stored record is reused only for the same pixels and settings: same file names, other photos are computed again
+        digests = {k: _stored_digest(cm, items[k], k) for k in items if k in st}
+        stale = sorted(k for k in digests if st.get(k, digests[k]) is None)
+        if stale:
+            warnings.warn(f"{len(stale)} of the records in {st.path} were computed from other pixels or crop/degradation settings "
+                          f"than the images given now (e.g. {stale[0]!r}): those images are computed again", stacklevel=caller_stacklevel())
+        todo = [k for k in items if k not in digests or k in stale]
         bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=f'calibrating ({engine})', disable=not progress)
         if engine == 'local': stream = _local_records(cm, items, todo, band_rows)
         elif engine == 'ray': stream = _ray_records(cm, items, todo, band_rows, workers, address)
         else: raise ValueError(f"unknown engine {engine!r}; use 'local' or 'ray'")
         with bar:
-            for image_id, r in stream:
-                if st.put(image_id, r) and on_record is not None: on_record(image_id, r)
+            for image_id, r, d in stream:
+                digests[image_id] = d
+                if st.put(image_id, r, d, replace=image_id in stale) and on_record is not None: on_record(image_id, r)
                 bar.update(1)
         cal = Calibrator(bound=cm.bound)
         for k in sorted(items):
-            r = st.get(k)
-            if r is None: r = image_records(cm, items[k], k, band_rows); st.put(k, r)   # a damaged file: once more
+            r = st.get(k, digests[k])
+            if r is None:                                                # a damaged (or meanwhile replaced) file: once more
+                r, d = image_records(cm, items[k], k, band_rows, with_digest=True); st.put(k, r, d, replace=True)
             cal.add_records(r)
         return cal
     finally:
@@ -282,7 +319,7 @@ class _Worker:
         if self.device:
             item = item() if callable(item) else item
             item = tuple(x.to(self.device) if hasattr(x, 'to') else x for x in item)
-        return image_id, image_records(self.cm, item, image_id, self.band_rows)
+        return image_id, *image_records(self.cm, item, image_id, self.band_rows, with_digest=True)
 
 def _ray():
     try: import ray
@@ -295,8 +332,9 @@ def _ray_records(cm, items:dict, todo:list, band_rows, workers:int, address, max
     if not todo: return
     workers = max(1, min(int(workers), len(todo)))
     started = not ray.is_initialized()
-    if started and address is None:
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, object_store_memory=(100 << 20) + (50 << 20) * workers)
+    if started and address is None:   # a private cluster of its own, on loopback: never one another user started on this machine
+        ray.init(address='local', _node_ip_address='127.0.0.1', num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                 object_store_memory=(100 << 20) + (50 << 20) * workers)
     elif started: ray.init(address=address, log_to_driver=False)
     gpu = 1 if ray.cluster_resources().get('GPU', 0) >= 1 else 0
     Actor = ray.remote(num_cpus=1, num_gpus=gpu, max_restarts=0)(_Worker)
@@ -332,6 +370,8 @@ def _ray_records(cm, items:dict, todo:list, band_rows, workers:int, address, max
 class _FileItem:
     "A picklable loader of one high-res image file as a calibration pair `(lr, hr)`."
     def __init__(self, path:str, scale:int): self.path, self.scale = path, scale
+    @property
+    def settings(self)->dict: return dict(crop='to a multiple of the scale', scale=self.scale, degrade='tasks.degrade')
     def __call__(self):
         from conformal_superres.data.pairs import crop_to_multiple, degrade
         from conformal_superres.data.images import load_image

@@ -22,10 +22,11 @@ from .tasks import SuperResolution, model_task, task_from_config
 from .sampling import (check_pair, fidelity_maps, image_generator, own_prediction, sample_chunks,
                                          unpack_item)
 from .at_scale import calibrator_at_scale
+from .data.images import write_atomic
 
 # %% auto #0
-__all__ = ['FORMAT', 'FORMAT_VERSION', 'Prediction', 'ConformalMask', 'data_space', 'check_input', 'summarise',
-           'CalibrationFileError', 'validate_calibration', 'read_calibration']
+__all__ = ['FORMAT', 'FORMAT_VERSION', 'MAX_CALIBRATION_BYTES', 'Prediction', 'ConformalMask', 'data_space', 'check_input',
+           'check_alphas', 'limit_of', 'summarise', 'CalibrationFileError', 'validate_calibration', 'read_calibration']
 
 # %% ../nbs/07_mask.ipynb #d4963d11
 @dataclass
@@ -195,6 +196,29 @@ def _scored(self:ConformalMask, pairs, desc:str, progress:bool):
         pred, sigma = _sample_sigma(self, lr, None)   # lr is validated above: not again
         yield hr, pred, sigma, fidelity_maps(self.fidelity, hr, pred, extra)
 
+def check_alphas(alphas,   # one risk level or several
+                 bound:float, # B, the fidelity metric's bound
+                )->list:    # the levels as floats
+    "Refuse risk levels outside (0, B] before any work, with the numbers in the message."
+    out = []
+    for a in np.atleast_1d(np.asarray(alphas, dtype=object)).tolist():
+        try: f = float(a)
+        except (TypeError, ValueError): raise ValueError(f"alpha {a!r} is not a number; give risk levels in (0, B={bound:g}]") from None
+        if isinstance(a, bool) or not math.isfinite(f) or not 0 < f <= bound:
+            raise ValueError(f"alpha={f:g} is outside (0, B={bound:g}], the risk levels this fidelity metric allows; "
+                             f"choose alpha in (0, {bound:g}]")
+        out.append(f)
+    if not out: raise ValueError("no risk level given: pass alphas, e.g. (0.1,)")
+    return out
+
+def limit_of(cal:Calibrator,   # the calibration records
+             alpha:float,      # the risk level
+             guarantee:dict,   # {'kind': 'expected' or 'high-probability', 'delta': ...}
+            )->float:          # $r^*$
+    "The limit of one level under a guarantee, from the records."
+    if guarantee['kind'] == 'high-probability': return float(high_probability_limits(cal, [float(alpha)], guarantee['delta'])[0])
+    return float(cal.limits(float(alpha)))
+
 @torch.no_grad()
 @patch
 def calibrate(self:ConformalMask,
@@ -211,19 +235,27 @@ def calibrate(self:ConformalMask,
     "Calibrate the limit $r^*$ on calibration pairs (Theorem 2.1, or the high-probability rule), streaming image by image."
     if guarantee not in ('expected', 'high-probability'):
         raise ValueError(f"guarantee={guarantee!r}: use 'expected' (Theorem 2.1) or 'high-probability' (with delta)")
-    if guarantee == 'high-probability' and not 0 < delta < 1: raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
-    self.guarantee = dict(kind=guarantee, delta=float(delta) if guarantee == 'high-probability' else None)
+    hp = guarantee == 'high-probability'
+    if hp and not (isinstance(delta, (int, float)) and not isinstance(delta, bool) and 0 < delta < 1):
+        raise ValueError(f"delta must lie in (0, 1), got {delta}")
     if (engine is not None or store is not None) and self.space != 'lab':
         raise ValueError("engine= and store= (conformal_superres.at_scale) calibrate sRGB photos; calibrate intensities without them")
-    if engine is not None or store is not None:
-        cal = calibrator_at_scale(self, pairs, store=store, engine=engine or 'local', workers=workers, progress=progress, **scale_options)
-    else:
-        cal = Calibrator(bound=self.bound)
-        for hr, pred, sigma, fid in _scored(self, pairs, 'calibrating', progress):
-            for b in range(sigma.shape[0]): cal.add(sigma[b], fid[b])
-    if cal.n == 0: raise ValueError("the calibration set is empty: pass at least one (lr, hr) pair")
-    self.calibrator, self._n, self.limits = cal, cal.n, {}
-    for a in np.atleast_1d(alphas): self.limit(float(a))
+    levels = check_alphas(alphas, self.bound)           # before the first model call
+    new = dict(kind=guarantee, delta=float(delta) if hp else None)
+    # a transaction: everything is computed into new objects, and the object changes only when all of it succeeded
+    old = self.guarantee
+    try:
+        self.guarantee = new   # the record store's configuration names the guarantee being calibrated
+        if engine is not None or store is not None:
+            cal = calibrator_at_scale(self, pairs, store=store, engine=engine or 'local', workers=workers, progress=progress, **scale_options)
+        else:
+            cal = Calibrator(bound=self.bound)
+            for hr, pred, sigma, fid in _scored(self, pairs, 'calibrating', progress):
+                for b in range(sigma.shape[0]): cal.add(sigma[b], fid[b])
+        if cal.n == 0: raise ValueError("the calibration set is empty: pass at least one (lr, hr) pair")
+        limits = {a: limit_of(cal, a, new) for a in levels}
+    finally: self.guarantee = old
+    self.calibrator, self._n, self.limits, self.guarantee = cal, cal.n, limits, new
     return dict(self.limits)
 
 # %% ../nbs/07_mask.ipynb #14fc144d
@@ -236,8 +268,7 @@ def limit(self:ConformalMask, alpha:float)->float:
         if not self.limits: raise RuntimeError("not calibrated: call calibrate(pairs, alphas) or load(path) first")
         raise KeyError(f"alpha={alpha} was not calibrated; calibrated levels: {sorted(self.limits)}; "
                        "calibrate again with this alpha")
-    hp = self.guarantee['kind'] == 'high-probability'
-    r = float(high_probability_limits(self.calibrator, [float(alpha)], self.guarantee['delta'])[0] if hp else self.calibrator.limits(float(alpha)))
+    r = limit_of(self.calibrator, check_alphas(alpha, self.bound)[0], self.guarantee)
     self.limits[float(alpha)] = r
     return r
 
@@ -345,39 +376,40 @@ def validate_calibration(doc:dict,          # the parsed JSON of a calibration f
         if a is None or not math.isfinite(a) or not 0 < a <= B:
             bad(f'limits[{i}].alpha', f"{d.get('alpha')!r} is outside (0, B={B:g}]")
         if r is None: bad(f'limits[{i}].limit', f"{d.get('limit')!r} is not a number, 'inf' or '-inf'")
-        if any(abs(a - b) <= 1e-12 for b, _ in seen): bad(f'limits[{i}].alpha', f"alpha={a:g} appears twice")
         if min_calibration_size(a, B) > n and r != -math.inf:   # B > alpha (n+1), decided exactly as calibration does
             bad(f'limits[{i}].limit', f"{r:g} at alpha={a:g}, but no mask is valid there with n={n} (alpha < B/(n+1)); it must be '-inf'")
-        seen.append((a, r))
-    seen.sort()
-    for (a0, r0), (a1, r1) in zip(seen, seen[1:]):
+        seen.append((a, r, i))
+    seen.sort()   # one sort, then neighbours only: linear after it, for any number of levels
+    for (a0, r0, i0), (a1, r1, i1) in zip(seen, seen[1:]):
+        if abs(a1 - a0) <= 1e-12: bad(f'limits[{max(i0, i1)}].alpha', f"alpha={a1:g} appears twice")
         if r1 < r0: bad('limits', f"limit {r1:g} at alpha={a1:g} is below {r0:g} at the smaller alpha={a0:g}; limits grow with alpha")
     return doc
-
 
 # %% ../nbs/07_mask.ipynb #f1345596
 def _package_version()->str:
     from conformal_superres import __version__
     return __version__
 
+MAX_CALIBRATION_BYTES = 64 << 20   # a calibration file is kilobytes; a larger file is refused before it is read
+
 @patch
-def save(self:ConformalMask, path)->Path:
-    "Write the calibration to a JSON file."
+def save(self:ConformalMask,
+         path,                 # the calibration file
+         exclusive:bool=False, # refuse to replace an existing file (a concurrent run writing the same new file gets "exists")
+        )->Path:
+    "Write the calibration to a JSON file in one step: a failure (a full disk) leaves the old file as it was."
     if not self.limits: raise RuntimeError("nothing to save: calibrate(pairs, alphas) first")
     doc = dict(format=FORMAT, format_version=FORMAT_VERSION, package_version=_package_version(),
                config=self.config(), n=self.n, bound=self.bound,
                limits=[dict(alpha=a, limit=_float_json(r)) for a, r in sorted(self.limits.items())])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1))
-    return path
+    return write_atomic(Path(path), json.dumps(doc, indent=1, allow_nan=False).encode(), exclusive=exclusive)
 
 def _differences(a:dict, b:dict, prefix:str='')->list:
     out = []
     for k in sorted(set(a) | set(b)):
         va, vb = a.get(k), b.get(k)
         if isinstance(va, dict) and isinstance(vb, dict): out += _differences(va, vb, f'{prefix}{k}.')
-        elif va != vb: out.append(f"{prefix}{k}: file has {va!r}, this object has {vb!r}")
+        elif va != vb: out.append(f"{prefix}{k}: file has {va!r}, this ConformalMask has {vb!r}")
     return out
 
 def read_calibration(path)->dict:
@@ -385,7 +417,11 @@ def read_calibration(path)->dict:
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"no calibration file at {path}")
     if path.is_dir(): raise CalibrationFileError(f"{path} is a folder, not a calibration file")
-    try: doc = json.loads(path.read_text())
+    size = path.stat().st_size
+    if size > MAX_CALIBRATION_BYTES:
+        raise CalibrationFileError(f"{path} has {size} bytes, more than a calibration file may have "
+                                   f"(conformal_superres.mask.MAX_CALIBRATION_BYTES = {MAX_CALIBRATION_BYTES}): is it one?")
+    try: doc = json.loads(path.read_bytes().decode('utf-8'))
     except json.JSONDecodeError as e: raise CalibrationFileError(f"{path} is not a calibration file (invalid JSON: {e})") from None
     except UnicodeDecodeError: raise CalibrationFileError(f"{path} is not a calibration file (binary data, not JSON text: an image?)") from None
     if not isinstance(doc, dict) or doc.get('format') != FORMAT:
@@ -396,20 +432,25 @@ def read_calibration(path)->dict:
     return validate_calibration(doc, path)
 
 @patch
-def load(self:ConformalMask, path)->ConformalMask:
-    "Load the limits saved by `save`; refuses a file made under a different configuration."
-    doc = read_calibration(path)
+def load(self:ConformalMask,
+         path,          # a calibration file written by `save`
+         doc=None,      # its document, already read by `read_calibration` (the file is then not read again)
+        )->ConformalMask:
+    "Load the limits saved by `save`; refuses a file made under a different configuration, leaving the object as it was."
+    doc = read_calibration(path) if doc is None else doc
     mine, theirs = self.config()['task'], doc['config'].get('task', SuperResolution(doc['config'].get('scale', 4)).config())
     if theirs != mine:
         raise CalibrationFileError(f"{path} was calibrated for the task {theirs} but this object does {mine}: a calibration holds only "
                                    "for inputs made as in calibration; calibrate again for this task, or load it for its own task")
+    channels = self.channels
     if self.space == 'linear' and self.channels is None: self.channels = doc['config'].get('data', {}).get('channels')
     diff = _differences({'guarantee': dict(kind='expected', delta=None)} | {'task': theirs} | doc['config'], self.config())  # older files: expected, super-resolution
     if diff:
-        raise ValueError(f"{path} was calibrated under a different configuration; calibrate again, or configure "
-                         "this object as in the file:\n  " + "\n  ".join(diff))
-    self.calibrator, self._n = None, int(doc['n'])
-    self.limits = {float(d['alpha']): float(d['limit']) for d in doc['limits']}
+        self.channels = channels   # the object as it was
+        raise ValueError(f"{path} was calibrated under another configuration ({'; '.join(diff)}): "
+                         "calibrate again, or make the ConformalMask as in the file (ConformalMask.from_file)")
+    limits = {_number(d['alpha']): _number(d['limit']) for d in doc['limits']}
+    self.calibrator, self._n, self.limits = None, int(doc['n']), limits   # all together, after every check
     return self
 
 @patch(cls_method=True)
@@ -421,4 +462,4 @@ def from_file(cls:ConformalMask, path, model, **kwargs)->ConformalMask:
     cm = cls(model, uncertainty=uncertainty_from_config(c['uncertainty']), fidelity=fidelity_from_config(c['fidelity']),
              n_samples=c['n_samples'], **kwargs)
     cm.guarantee = dict(c.get('guarantee', cm.guarantee))
-    return cm.load(path)
+    return cm.load(path, doc)

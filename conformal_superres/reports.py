@@ -4,9 +4,9 @@
 
 # %% ../nbs/07d_reports.ipynb #f2aa4def
 from __future__ import annotations
-import csv, io, json
+import csv, io, json, tempfile
 from pathlib import Path
-from .data.images import write_atomic, write_files
+from .data.images import json_bytes, write_atomic, write_files
 from .plotting import plot_examples, plot_risk
 
 # %% auto #0
@@ -51,9 +51,11 @@ def describe_config(config:dict)->str:
 
 # %% ../nbs/07d_reports.ipynb #1d757599
 def write_report(cm, summary, rows, pairs, alphas, out:Path, note:str, which=None):
-    "The report files every evaluating command writes: table.csv, table.md, evaluation.json, risk.png, examples.png."
+    "The report files every evaluating command writes (table.csv, table.md, evaluation.json, risk.png, examples.png): all five, or on any failure none replaced."
     out = Path(out)
-    write_table(summary, out, note)
-    write_atomic(out / 'evaluation.json', json.dumps(rows).encode())
-    plot_risk(summary, out / 'risk.png', f"{cm.config()['model']}, test images")
-    plot_examples(cm, pairs, alphas[len(alphas) // 2], out / 'examples.png', which=which)
+    with tempfile.TemporaryDirectory() as d:   # the pictures drawn first; then all five files written in one step
+        plot_risk(summary, Path(d) / 'risk.png', f"{cm.config()['model']}, test images")
+        plot_examples(cm, pairs, alphas[len(alphas) // 2], Path(d) / 'examples.png', which=which)
+        pictures = {n: (Path(d) / n).read_bytes() for n in ('risk.png', 'examples.png')}
+    write_files({out / 'table.csv': _csv_bytes(summary), out / 'table.md': table_markdown(summary, note).encode(),
+                 out / 'evaluation.json': json_bytes(rows), **{out / n: b for n, b in pictures.items()}})   # strict JSON

@@ -12,7 +12,8 @@ from .protocol import draw_samples, model_name
 from .tasks import SuperResolution
 
 # %% auto #0
-__all__ = ['image_seed', 'image_generator', 'sample_chunks', 'own_prediction', 'unpack_item', 'check_pair', 'fidelity_maps']
+__all__ = ['image_seed', 'image_generator', 'check_alike', 'check_finite', 'sample_chunks', 'own_prediction', 'unpack_item',
+           'check_pair', 'fidelity_maps']
 
 # %% ../nbs/06c_sampling.ipynb #16d0fac8
 def image_seed(seed:int,   # the mask's seed
@@ -29,6 +30,44 @@ def image_generator(seed:int, lr:Tensor)->torch.Generator:
     return torch.Generator(device=lr.device).manual_seed(image_seed(seed, lr))
 
 # %% ../nbs/06c_sampling.ipynb #720dd8d9
+def check_alike(model,        # the model, for the message
+                call:int,     # which call of this image's sampling (2, 3, ...)
+                s:Tensor,     # the samples this call returned, `(m,B,3,H,W)`
+                ref:Tensor,   # the first call's samples
+               ):
+    "Refuse samples that differ from the first call's in device, dtype or size, naming the model and the call."
+    name = model_name(model)
+    if s.device != ref.device:
+        raise ValueError(f"model {name!r}: call {call} returned samples on {s.device}, call 1 on {ref.device}; "
+                         "return every call's samples on one device")
+    if s.dtype != ref.dtype:
+        raise ValueError(f"model {name!r}: call {call} returned samples of {s.dtype}, call 1 of {ref.dtype}; return one dtype every call")
+    if tuple(s.shape[-2:]) != tuple(ref.shape[-2:]):
+        raise ValueError(f"model {name!r}: call {call} returned samples of {s.shape[-2]}x{s.shape[-1]} pixels, call 1 of "
+                         f"{ref.shape[-2]}x{ref.shape[-1]}; a model must return one output size for one input")
+
+def check_finite(model, call:int, s:Tensor):
+    "Refuse samples holding NaN or infinity, naming the model and the call."
+    if s.is_floating_point() and not bool(torch.isfinite(s).all()):
+        raise ValueError(f"model {model_name(model)!r}: call {call} returned samples with NaN or infinite values; "
+                         "check the model (its weights, its input range [0,1])")
+
+def _calls(model, lr:Tensor, n_samples:int, generator, chunk:int):
+    "A model without `sample`: one call per sample, each checked against the first call's, stacked into chunks."
+    ref, call = None, 0
+    for d in range(0, n_samples, chunk):
+        outs = []
+        for _ in range(min(chunk, n_samples - d)):
+            call += 1
+            y = model(lr, generator)
+            if isinstance(y, Tensor):
+                if ref is None: ref = y
+                else: check_alike(model, call, y, ref)
+                check_finite(model, call, y)
+            outs.append(y)
+        odd = [y for y in outs if not isinstance(y, Tensor)]
+        yield odd[0] if odd else torch.stack(outs)   # a non-tensor: the layout check names it
+
 def sample_chunks(model,                       # the model (see `conformal_superres.protocol`)
                   lr:Tensor,                   # a validated low-res batch `(B,3,h,w)`
                   n_samples:int,               # $M$
@@ -40,14 +79,19 @@ def sample_chunks(model,                       # the model (see `conformal_super
                  ):                            # yields `(m,B,C,H,W)` tensors, `1 <= m <= chunk`
     "The model's $M$ samples of `lr` in chunks, layout-checked, in the order every caller draws them."
     if one_by_one and not hasattr(model, 'sample') and not hasattr(model, 'iter_samples'): chunk = 1
+    plain = not hasattr(model, 'sample') and not hasattr(model, 'iter_samples')
     if hasattr(model, 'iter_samples'): chunks = model.iter_samples(lr, n_samples, generator, chunk)
+    elif plain: chunks = _calls(model, lr, n_samples, generator, chunk)
     else: chunks = (draw_samples(model, lr, min(chunk, n_samples - d), generator) for d in range(0, n_samples, chunk))
-    done = 0
-    for s in chunks:
+    done, ref = 0, None
+    for call, s in enumerate(chunks, 1):
         if not isinstance(s, Tensor) or s.ndim != 5 or s.shape[1] != lr.shape[0] or s.shape[2] != channels or not 1 <= len(s) <= chunk:
             got = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
             raise ValueError(f"model {model_name(model)!r} returned samples {got} for a low-res batch {tuple(lr.shape)}; "
                              f"expected a tensor (m, {lr.shape[0]}, {channels}, H, W) with 1 <= m <= {chunk}")
+        if ref is None: ref = s
+        else: check_alike(model, call, s, ref)
+        if not plain: check_finite(model, call, s)   # the uncertainty waits for each sample's range anyway: no extra host wait
         if first is not None and not first: first.append(s[0].clamp(0, 1))
         done += len(s)
         yield s

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from ..calibration import check_alpha
 from ..mask import read_calibration
-from ..data.images import OutputError, check_writable, image_size
+from ..data.images import OutputError, check_image_values, check_writable, image_size
 from ..data.datasets import image_folder
 from .errors import InputError, ModelDeviceError, OutputPathError, UsageError
 
@@ -53,12 +53,13 @@ def check_device(name:str)->torch.device:
 
 # %% ../../nbs/cli/23b_checks.ipynb #36b13299
 def check_images(paths:list, min_side:int, what:str='image')->list:
-    "The (height, width) of every image file, or one `InputError` listing every file that is missing, unreadable or smaller than `min_side`."
+    "The (height, width) of every image file, or one `InputError` listing every file that is missing, unreadable, smaller than `min_side` or with values `load_image` refuses."
     sizes, problems = [], []
     for p in paths:
         try:
             h, w = image_size(p)
             if min(h, w) < min_side: problems.append(f"{p} is {w}x{h} px, smaller than {min_side} px on a side")
+            else: check_image_values(p)   # values too (a float TIFF in [0, 255]), before the first output is written
             sizes.append((h, w))
         except (OSError, ValueError) as e:
             problems.append(str(e) if str(p) in str(e) else f"{p}: {e}")

@@ -11,7 +11,8 @@ from ..uncertainty import Uncertainty
 from ..calibration import min_calibration_size
 from ..mask import ConformalMask, summarise
 from ..tasks import SuperResolution, as_task
-from ..data.images import OutputError, check_writable, encode_pngs, load_image, load_intensity, to_uint8, write_atomic, write_files
+from ..data.images import (OutputError, check_not_input, check_writable, encode_pngs, load_image, load_intensity,
+                                           to_uint8, write_atomic, write_files)
 from ..data.datasets import intensity_files, intensity_pairs
 from ..colour import ValueRange, range_from_config
 from ..fidelity import Intensity
@@ -28,9 +29,9 @@ from .tiled import predict_tiled
 from .demo import run_demo
 
 # %% auto #0
-__all__ = ['PREDICT_FILES', 'LARGE_INPUT', 'PREDICT_INTENSITY_FILES', 'cmd_calibrate', 'keep_freed_memory',
-           'release_freed_memory', 'prediction_files', 'cmd_predict', 'cmd_evaluate', 'cmd_demo',
-           'calibrate_intensities', 'predict_intensities']
+__all__ = ['PREDICT_FILES', 'LARGE_INPUT', 'OUTPUT_BYTES_PER_PIXEL', 'PREDICT_INTENSITY_FILES', 'cmd_calibrate',
+           'keep_freed_memory', 'release_freed_memory', 'prediction_files', 'available_memory', 'check_memory',
+           'cmd_predict', 'cmd_evaluate', 'cmd_demo', 'calibrate_intensities', 'predict_intensities']
 
 # %% ../../nbs/cli/23f_commands.ipynb #e3fbe1d7
 def _feasibility(alphas, n:int, bound:float, when:str)->list:
@@ -131,7 +132,7 @@ def cmd_calibrate(args):
         for i, p in enumerate(pairs): model.expect(f"{getattr(p, 'source_id', 'image')}#{i}", p[0], p[1])
     cm = ConformalMask(model, uncertainty=unc, fidelity=fidelity, n_samples=args.n_samples, seed=args.seed)
     th = _calibrated(args, cm, pairs, alphas, at_scale)
-    write_atomic(out, lambda tmp: cm.save(tmp))
+    cm.save(out, exclusive=not args.overwrite)   # without --overwrite a file made meanwhile (a second run) is never replaced
     _say_limits(args, cm, th, low, out)
 
 # %% ../../nbs/cli/23f_commands.ipynb #55da07e9
@@ -167,6 +168,28 @@ def _limit_of(doc:dict, alpha:float)->float:
     "The limit r* the calibration file holds for `alpha`."
     return next(float(d['limit']) for d in doc['limits'] if abs(float(d['alpha']) - alpha) <= 1e-12)
 
+# %% ../../nbs/cli/23f_commands.ipynb #31e55eb5
+OUTPUT_BYTES_PER_PIXEL = 20   # predict holds, per output pixel: prediction 3 B, sigma 8 B, mask 1 B, and the encoded files
+
+def available_memory()->int|None:
+    "Bytes of memory this machine can still give (Linux: MemAvailable), or None where it cannot be read."
+    try:
+        for line in Path('/proc/meminfo').read_text().splitlines():
+            if line.startswith('MemAvailable:'): return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError): pass
+    return None
+
+def check_memory(paths:list, sizes:list, scale:int, available:int|None=None):
+    "Refuse, before any work, an input whose full-size outputs cannot be held in memory: with the estimate and the fix."
+    available = available_memory() if available is None else available
+    if available is None: return
+    for f, (h, w) in zip(paths, sizes):
+        need = h * w * scale ** 2 * OUTPUT_BYTES_PER_PIXEL
+        if need > available:
+            raise InputError(f"{f} is {w}x{h} px; x{scale} its outputs need about {need / 2 ** 30:.1f} GiB of memory, and this "
+                             f"machine has {available / 2 ** 30:.1f} GiB available: the tiles bound the model's memory, not the "
+                             "full-size outputs; downscale or split the image first")
+
 # %% ../../nbs/cli/23f_commands.ipynb #f58dbc9a
 def cmd_predict(args):
     "`conformal-superres predict`: check the inputs, warn before the work, then predict each image tile by tile and write its files."
@@ -181,6 +204,9 @@ def cmd_predict(args):
     stems = output_stems(args.images)
     files = [[out / f'{s}_{k}' for k in PREDICT_FILES] for s in stems]
     check_outputs([f for fs in files for f in fs], args.overwrite)
+    try: check_not_input([f for fs in files for f in fs], args.images)
+    except OutputError as e: raise OutputPathError(f"{e} (--out)") from None
+    check_memory(args.images, sizes, scale)
     if not _feasibility([alpha], n, bound, 'was calibrated with') and _limit_of(doc, alpha) == -math.inf:
         warn(f"alpha={alpha:g} has the limit r* = -inf in {args.calibration}: no pixel will be trusted; "
              "use a larger alpha, or calibrate again")
@@ -241,6 +267,94 @@ def cmd_demo(args):
                  seed=args.seed, progress=not args.quiet, overwrite=args.overwrite, task=args.task)
     print((Path(r['out']) / 'table.md').read_text())
     print(f"{r['n_calib']} calibration / {r['n_test']} test crops; wrote calibration.json, {', '.join(REPORT_FILES)} to {r['out']} ({r['seconds']:.0f} s)")
+
+# %% ../../nbs/cli/23f_commands.ipynb #86ff2c72
+def _number_pair(text:str|None, option:str)->tuple|None:
+    "'40,400' -> (40.0, 400.0)"
+    if text is None: return None
+    try:
+        a, b = (float(v) for v in text.split(','))
+        return a, b
+    except ValueError: raise UsageError(f"{option} {text!r}: give two numbers separated by a comma, e.g. {option} 40,400") from None
+
+def _intensity_metric(args, value_range, channels:int):
+    "The `Intensity` metric of `--fidelity` (intensity, pointwise or neighbourhood), `--fidelity-kernel` and `--bands`."
+    if args.fidelity not in ('neighbourhood', 'pointwise', 'intensity'):
+        raise UsageError(f"--fidelity {args.fidelity}: with --space linear the metric is the intensity error (intensity, "
+                         "pointwise or neighbourhood, with --fidelity-kernel); the others compare sRGB photos")
+    kernel = None if args.fidelity == 'pointwise' else args.fidelity_kernel
+    try: return Intensity(kernel, value_range, args.bands, channels)
+    except ValueError as e: raise UsageError(f"--fidelity-kernel/--bands: {e}") from None
+
+def calibrate_intensities(args):
+    "`calibrate --space linear`: a folder of grey, 16-bit, DICOM or multi-band images, errors in their units."
+    for opt, bad in (('--samples', args.samples), ('--engine', args.engine), ('--store', args.store), ('--keep-samples', args.keep_samples)):
+        if bad: raise UsageError(f"{opt} calibrates sRGB photos; with --space linear give the images with --data only")
+    if args.model not in (None, 'bicubic-perturbed'):
+        raise UsageError(f"--model {args.model} is trained on sRGB photos; with --space linear the command line calibrates "
+                         "bicubic-perturbed (your own model: ConformalMask in Python)")
+    if not args.data: raise UsageError("calibrate --space linear needs --data FOLDER of grey, 16-bit, DICOM or multi-band images")
+    if args.n_samples < 2: raise UsageError(f"-M/--n-samples is {args.n_samples}; the uncertainty needs at least 2 samples per image")
+    alphas = parse_alphas(args.alphas)
+    window, value_range = _number_pair(args.window, '--window'), _number_pair(args.value_range, '--value-range')
+    if window and value_range: raise UsageError("give --window or --value-range, not both")
+    try:
+        files = intensity_files(args.data)
+        first, rng = load_intensity(files[0], value_range, window)
+        if args.units: rng = ValueRange(rng.lo, rng.hi, args.units)
+    except (FileNotFoundError, NotADirectoryError, ValueError, ImportError) as e: raise InputError(f"--data: {e}") from None
+    fidelity = _intensity_metric(args, rng, first.shape[0])
+    check_alphas(alphas, float(fidelity.bound))
+    try: unc = Uncertainty(kernel=args.uncertainty_kernel, smoothing=args.smoothing, clip_quantile=args.clip_quantile, space='linear')
+    except ValueError as e: raise UsageError(str(e)) from None
+    out = check_outputs([args.out], args.overwrite)[0]
+    try: pairs = intensity_pairs(files, args.crop or None, args.crops_per_image if args.crop else 1, scale=4, seed=args.seed,
+                                 value_range=rng, channels=first.shape[0])
+    except ValueError as e: raise InputError(f"--data: {e}") from None
+    low = _feasibility(alphas, len(pairs), float(fidelity.bound), 'cannot be calibrated with')
+    cm = ConformalMask(build_model('bicubic-perturbed'), uncertainty=unc, fidelity=fidelity, n_samples=args.n_samples, seed=args.seed)
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message=r'alpha=.* is below B/\(n\+1\)')   # said above, before the work
+        th = cm.calibrate(batched(pairs), alphas, progress=not args.quiet)
+    cm.save(out, exclusive=not args.overwrite)
+    units = f" {rng.units}" if rng.units else ''
+    for a in sorted(th):
+        print(f"alpha={a:g}{units}  limit r*={th[a]:.6g} (mask: sigma < r*)" + (f"  EMPTY MASK: needs n >= {min_calibration_size(a, cm.bound)}" if a in low else ''))
+    print(f"calibrated {len(th)} level{'s' * (len(th) > 1)} on n={cm.n} crops of {len(files)} file{'s' * (len(files) > 1)} "
+          f"({cm.channels} channel{'s' * (cm.channels > 1)}, range {rng.lo:g}..{rng.hi:g}{units}, B = {cm.bound:g}{units}); "
+          f"wrote the calibration to {out}")
+
+PREDICT_INTENSITY_FILES = ('prediction.tif', 'mask.png', 'overlay.png', 'sigma.png', 'sigma.npy')
+
+def predict_intensities(args, doc:dict):
+    "`predict` with a calibration of intensities: every input read with the calibration's range and channel count."
+    import tifffile
+    data = doc['config']['data']
+    rng, C = range_from_config(data['value_range']), data['channels']
+    levels = sorted(float(d['alpha']) for d in doc['limits'])
+    alpha = check_level(args.alpha, doc) if args.alpha is not None else levels[0]
+    out = Path(args.out).expanduser()
+    stems = output_stems(args.images)
+    files = [[out / f'{s}_{k}' for k in PREDICT_INTENSITY_FILES] for s in stems]
+    check_outputs([f for fs in files for f in fs], args.overwrite)
+    try: check_not_input([f for fs in files for f in fs], args.images)
+    except OutputError as e: raise OutputPathError(f"{e} (--out)") from None
+    images = []
+    for f in args.images:   # every input read (and checked against the calibration) before any work
+        try: x, r = load_intensity(f, rng, channels=C)
+        except (FileNotFoundError, IsADirectoryError, ValueError, ImportError) as e: raise InputError(str(e)) from None
+        if r != rng: raise InputError(f"{f} reads as {r!r}, but the calibration's range is {rng!r}: give files of the calibration's kind")
+        images.append(x)
+    cm = load_mask(args, doc)
+    units = f" {rng.units}" if rng.units else ''
+    for f, x, stem, fs in zip(args.images, images, stems, files):
+        pred, sigma, mask, r = predict_tiled(cm, x, alpha, args.tile, progress=not args.quiet, desc=Path(f).name)
+        grey = to_uint8(torch.from_numpy(pred[..., 0]))[..., None].repeat(3, -1)      # the first band, for the pictures
+        tif = io.BytesIO(); tifffile.imwrite(tif, np.moveaxis(rng.to_units(torch.from_numpy(pred)).numpy().astype(np.float32), -1, 0))
+        write_files(dict(zip(fs, [tif.getvalue()] + prediction_files(grey, sigma, mask, alpha, r)[1:])))
+        print(f"{f}: {float(mask.mean()):.1%} of pixels trusted at alpha={alpha:g}{units} (limit r* {r:.4g}); wrote {out / stem}_*")
+    print(f"wrote {len(PREDICT_INTENSITY_FILES)} files for each of {len(files)} image{'s' * (len(files) > 1)} to {out}: "
+          f"_prediction.tif (float32, C bands, in{units or ' the data units'}), _mask.png (white = trusted), _overlay.png, _sigma.png, _sigma.npy")
 
 # %% ../../nbs/cli/23f_commands.ipynb #d31acc06
 def _number_pair(text:str|None, option:str)->tuple|None:

@@ -74,7 +74,7 @@ def run_demo(out:Path|str='conformal-superres-report', # report folder
     cm = ConformalMask(model, uncertainty=Uncertainty(kernel='box:5'), fidelity=d['fidelity'](), n_samples=n_samples,
                        seed=seed, sample_batch=d['sample_batch'] or n_samples, task=task)
     cm.calibrate(batched(calib), alphas, progress=progress)
-    write_atomic(out / 'calibration.json', lambda tmp: cm.save(tmp))
+    cm.save(out / 'calibration.json', exclusive=not overwrite)
     test_batches = batched(test)
     rows = cm.evaluate(test_batches, alphas, progress=progress)
     summary = summarise(rows)

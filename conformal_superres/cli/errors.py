@@ -11,7 +11,7 @@ from ..data.images import OutputError
 from ..models.adapters import ModelCallError, ModelOutputError
 
 # %% auto #0
-__all__ = ['EXIT_CODES', 'CLIError', 'UsageError', 'InputError', 'OutputPathError', 'ModelDeviceError', 'exit_code',
+__all__ = ['EXIT_CODES', 'CLIError', 'UsageError', 'InputError', 'OutputPathError', 'ModelDeviceError', 'Terminated', 'exit_code',
            'error_message', 'warn']
 
 # %% ../../nbs/cli/23a_errors.ipynb #79e70d39
@@ -21,7 +21,8 @@ EXIT_CODES = {0: 'success',
               3: 'input: an image, folder or calibration file is missing, unreadable, too small or invalid',
               4: 'output: an output path cannot be written, or exists and --overwrite was not given',
               5: 'model or device: the device is not available, or the model failed or returned invalid images',
-              130: 'interrupted (Ctrl-C); files already completed are kept, none is half-written'}
+              130: 'interrupted (Ctrl-C); files already completed are kept, none is half-written',
+              143: 'terminated (SIGTERM, as a batch scheduler sends); files already completed are kept, none is half-written'}
 
 # %% ../../nbs/cli/23a_errors.ipynb #f2f58d0a
 class CLIError(Exception):
@@ -36,10 +37,15 @@ class OutputPathError(CLIError): code = 4
 
 class ModelDeviceError(CLIError): code = 5
 
+class Terminated(KeyboardInterrupt):
+    "SIGTERM, raised where the command is, so that it cleans up as after Ctrl-C (temporary files removed, one message)."
+
+
 # %% ../../nbs/cli/23a_errors.ipynb #aafdaacb
 def exit_code(e:BaseException)->int:
     "The documented exit status for an exception raised while a command runs."
     if isinstance(e, CLIError): return e.code
+    if isinstance(e, Terminated): return 143
     if isinstance(e, KeyboardInterrupt): return 130
     if isinstance(e, OutputError): return 4
     if isinstance(e, (ModelOutputError, ModelCallError)): return 5
@@ -53,6 +59,7 @@ def exit_code(e:BaseException)->int:
 # %% ../../nbs/cli/23a_errors.ipynb #5a4d7bc0
 def error_message(e:BaseException)->str:
     "The one line printed after `conformal-superres: error: `."
+    if isinstance(e, Terminated): return 'terminated (SIGTERM); completed files are kept, none is half-written'
     if isinstance(e, KeyboardInterrupt): return 'interrupted; completed files are kept, none is half-written'
     if isinstance(e, (MemoryError, torch.cuda.OutOfMemoryError)) or 'out of memory' in str(e):
         return f"out of memory ({e}); use smaller --tile, fewer samples (-M) or smaller images"

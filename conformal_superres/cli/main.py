@@ -4,8 +4,8 @@
 
 # %% ../../nbs/cli/23_cli.ipynb #cc2dfe38
 from __future__ import annotations
-import importlib, sys, traceback, warnings
-from .errors import UsageError, error_message, exit_code, warn
+import importlib, signal, sys, traceback, warnings
+from .errors import Terminated, UsageError, error_message, exit_code, warn
 import torch
 from .parser import parser
 from .commands import cmd_calibrate, cmd_demo, cmd_evaluate
@@ -31,6 +31,9 @@ def thread_count(args)->int:
 def main(argv=None):
     "Entry point of the `conformal-superres` console script: one error path, one exit status per class of error."
     debug = '--debug' in (sys.argv[1:] if argv is None else argv)
+    def terminated(signum, frame): raise Terminated()
+    try: old_term = signal.signal(signal.SIGTERM, terminated)   # SIGTERM as Ctrl-C: clean up, one message, its exit status
+    except ValueError: old_term = None                             # not the main thread: leave signals alone
     try:
         args = parser().parse_args(argv)
         for k in ('crop',):
@@ -46,6 +49,8 @@ def main(argv=None):
         if debug: traceback.print_exc()
         print(f"conformal-superres: error: {error_message(e)}", file=sys.stderr)
         raise SystemExit(exit_code(e)) from None
+    finally:
+        if old_term is not None: signal.signal(signal.SIGTERM, old_term)
 
 # %% ../../nbs/cli/23_cli.ipynb #5213ed9c
 _MOVED = {'EXIT_CODES': 'cli.errors', 'CLIError': 'cli.errors', 'UsageError': 'cli.errors',

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/data/08_images.ipynb #e98b4684
 from __future__ import annotations
-import io, os, struct, tempfile
+import errno, io, json, math, os, shutil, struct, tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +19,8 @@ from ..colour import ValueRange
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'DICOM_EXTENSIONS', 'INTENSITY_EXTENSIONS', 'FAST_PNG_LEVEL', 'to_rgb', 'load_image',
            'pil_to_tensor', 'is_dicom', 'read_dicom', 'load_intensity', 'Photo', 'to_uint8', 'encode_image',
-           'encode_pngs', 'OutputError', 'check_writable', 'write_files', 'write_atomic', 'image_size']
+           'encode_pngs', 'OutputError', 'check_writable', 'file_mode', 'write_files', 'write_atomic', 'write_folder',
+           'check_not_input', 'json_bytes', 'image_size', 'check_image_values']
 
 # %% ../../nbs/data/08_images.ipynb #0d5a0ec9
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.webp', '.jp2', '.j2k', '.jpx', '.ppm', '.pgm', '.gif')
@@ -123,18 +124,32 @@ def _pil_array(im:Image.Image)->np.ndarray:
     if a.dtype.byteorder not in ('=', '|'): a = a.astype(a.dtype.newbyteorder('='))
     return a[..., None] if a.ndim == 2 else a
 
+def _missing(p:Path)->Exception:
+    "The error for a path that cannot be opened: a link that leads nowhere (a loop, a missing target) is said to be one."
+    if p.is_symlink():
+        return FileNotFoundError(f"{p} is a symbolic link that leads nowhere (a loop of links, or a missing target): "
+                                 f"point it at an image file, or give the file itself")
+    return FileNotFoundError(f"image file not found: {p}")
+
+def _too_large(name:str, e:Exception)->ValueError:
+    "Pillow's guard against decompression bombs, explained with how to allow a trusted large image."
+    return ValueError(f"{name} is larger than Pillow reads by default ({e}); this guard stops files that expand to huge "
+                      "images. If the file is trusted, allow it: `PIL.Image.MAX_IMAGE_PIXELS = None` in Python (or a larger "
+                      "number of pixels) before reading it")
+
 def _read_array(source)->np.ndarray:
     "Decode an image file (path, bytes or file object) to an upright (H,W,C) array in its native dtype."
     if isinstance(source, bytes): source = io.BytesIO(source)
     name = str(source) if isinstance(source, (str, Path)) else 'image data'
     if isinstance(source, (str, Path)):
         p = Path(source)
-        if not p.exists(): raise FileNotFoundError(f"image file not found: {p}")
+        if not p.exists(): raise _missing(p)
         if p.is_dir(): raise IsADirectoryError(f"{p} is a folder; for a folder of images use image_folder({str(p)!r})")
     try:
         with Image.open(source) as im:
             a = _pil_array(im)
             return _orient(a, im.getexif().get(0x0112, 1))
+    except Image.DecompressionBombError as e: raise _too_large(name, e) from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         pil_error = e
     suffix = Path(name).suffix.lower()
@@ -375,6 +390,19 @@ def check_writable(folder:str|Path, # a folder that will receive files (it may n
     return folder
 
 # %% ../../nbs/data/08_images.ipynb #668095f8
+def _umask()->int:
+    "The process's umask, read without changing it where the system tells it (Linux), else set and restored at once."
+    try:
+        for line in Path('/proc/self/status').read_text().splitlines():
+            if line.startswith('Umask:'): return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError): pass
+    old = os.umask(0o022); os.umask(old)
+    return old
+
+def file_mode()->int:
+    "The mode a new file gets under the user's umask (0644 under the usual 022): what every written file gets."
+    return 0o666 & ~_umask()
+
 def _stage(path:Path, data)->Path:
     "Write `data` (bytes, or a function `write(tmp_path)`) to a temporary file beside `path`, flushed to disk; return its path."
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -389,46 +417,180 @@ def _stage(path:Path, data)->Path:
             with os.fdopen(fd, 'wb') as f:
                 fd = None
                 f.write(data); f.flush(); os.fsync(f.fileno())
+        os.chmod(tmp, file_mode())   # mkstemp's 0600 would survive the rename
     except BaseException:
         if fd is not None: os.close(fd)
         tmp.unlink(missing_ok=True)
         raise
     return tmp
 
-def write_files(files:dict, # {path: bytes, or a function `write(tmp_path)` that writes the whole file}
-               )->list:     # the paths written
-    "Write several files as one step: each to a temporary file beside it, then all renamed into place; on any failure none is."
-    staged = {}
+def _sync_folder(folder:Path):
+    "Flush a folder's entries (the renames into it) to disk, where the system allows it."
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+        try: os.fsync(fd)
+        finally: os.close(fd)
+    except OSError: pass
+
+# %% ../../nbs/data/08_images.ipynb #e21d9f24
+def _taken(path:Path)->OutputError:
+    return OutputError(f"{path} exists (another run may have just written it); nothing was written: "
+                       "choose another output, or allow replacing it")
+
+def _place(tmp:Path, path:Path, exclusive:bool):
+    "Move a staged file to its name: over an old file, or (exclusive) only if no file has that name, decided by the system."
+    if not exclusive: return os.replace(tmp, path)
+    try:
+        try: os.link(tmp, path)      # fails if the name is taken, even by a run started at the same moment
+        except FileExistsError: raise
+        except OSError:              # a file system without hard links: reserve the name, then fill it
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, file_mode()))
+            return os.replace(tmp, path)
+    except FileExistsError: raise _taken(path) from None
+    tmp.unlink()
+
+def write_files(files:dict,           # {path: bytes, or a function `write(tmp_path)` that writes the whole file}
+                exclusive:bool=False, # the files must not exist: a file made meanwhile (another run) raises `OutputError`, never replaced
+               )->list:               # the paths written
+    "Write several files as one step: all staged beside their names, then renamed into place; on any failure the old files are back."
+    staged, backups, placed = {}, {}, []
     try:
         for path, data in files.items():
             path = Path(path).expanduser()
+            if exclusive and path.exists(): raise _taken(path)
             staged[path] = _stage(path, data)
-        for path, tmp in staged.items(): os.replace(tmp, path)
+        for path in staged:                      # a second name for each old file, kept until every new one is in place
+            if path.exists() and not exclusive:
+                backups[path] = Path(tempfile.mktemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.old'))
+                try: os.link(path, backups[path])
+                except OSError: backups.pop(path)   # no hard links here: that file is replaced without a way back
+        for path, tmp in staged.items():
+            _place(tmp, path, exclusive); placed.append(path)
+        for folder in {p.parent for p in staged}: _sync_folder(folder)
     except BaseException as e:
+        for path in placed:                      # undo: the old file back, or no file where there was none
+            if path in backups: os.replace(backups.pop(path), path)
+            else: path.unlink(missing_ok=True)
         for tmp in staged.values(): tmp.unlink(missing_ok=True)
+        for b in backups.values(): b.unlink(missing_ok=True)
         if isinstance(e, OSError) and not isinstance(e, OutputError):
             where = path if 'path' in locals() else 'the output files'
-            raise OutputError(f"cannot write {where}: {e.strerror or e}; nothing was written") from None
+            raise OutputError(f"cannot write {where}: {e.strerror or e}; nothing was written, the old files are as they were") from None
         raise
+    for b in backups.values(): b.unlink(missing_ok=True)
     return list(staged)
 
 def write_atomic(path:str|Path, # the file to write (its folder is created if needed)
                  data,          # bytes, or a function `write(tmp_path)` that writes the whole file at `tmp_path`
+                 exclusive:bool=False, # the file must not exist (see `write_files`)
                 )->Path:        # `path`
     "Write one file in one step (see `write_files`): readers see the old file or the complete new one, never a part."
-    return write_files({path: data})[0]
+    return write_files({path: data}, exclusive=exclusive)[0]
+
+# %% ../../nbs/data/08_images.ipynb #923780d1
+def write_folder(folder:str|Path,     # the output folder, made by this call (or replaced whole, with `overwrite`)
+                 files:dict,          # {name inside the folder: bytes, or a function `write(tmp_path)`}
+                 overwrite:bool=False, # replace an existing folder that holds only files named in `files`
+                )->Path:              # `folder`
+    "A folder of outputs that appears all at once: written as a hidden folder beside it, then renamed into place."
+    folder = Path(folder).expanduser()
+    names = {str(Path(n)) for n in files}
+    if folder.exists():
+        if not folder.is_dir(): raise OutputError(f"{folder} is a file, not a folder; choose another output folder")
+        if not overwrite: raise OutputError(f"{folder} exists; nothing was written: choose another folder, or allow replacing it")
+        other = sorted(str(p.relative_to(folder)) for p in folder.rglob('*') if p.is_file() and str(p.relative_to(folder)) not in names)
+        if other:
+            raise OutputError(f"{folder} holds files this output does not write ({', '.join(other[:3])}{', ...' if len(other) > 3 else ''}): "
+                              "it is not replaced; choose a folder of its own")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    stage = old = None
+    try:
+        stage = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f'.{folder.name}.', suffix='.part'))
+        os.chmod(stage, 0o777 & ~_umask())
+        write_files({stage / n: data for n, data in files.items()})
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f'.{folder.name}.', suffix='.old'))
+            os.replace(folder, old)                # the old folder, kept until the new one is in place
+            try: os.replace(stage, folder)
+            except BaseException: os.replace(old, folder); old = None; raise
+        else:
+            try: os.mkdir(folder)                   # claims the name: a run started together gets "exists"
+            except FileExistsError: raise OutputError(f"{folder} exists (another run may have just made it); nothing was "
+                                                      "written: choose another folder, or allow replacing it") from None
+            os.replace(stage, folder)               # onto the empty folder just made, in one step
+        stage = None
+        _sync_folder(folder.parent)
+    except OSError as e:
+        if isinstance(e, OutputError): raise
+        raise OutputError(f"cannot write {folder}: {e.strerror or e}; nothing was written, the old folder is as it was") from None
+    finally:
+        if stage is not None: shutil.rmtree(stage, ignore_errors=True)
+        if old is not None: shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+# %% ../../nbs/data/08_images.ipynb #e155b6d9
+def check_not_input(outputs, # the paths a command will write
+                    inputs,  # the paths it reads
+                   ):
+    "Raise `OutputError` when an output is one of the inputs (the same file, by any name): found before any work."
+    def keys(p):
+        p = Path(p).expanduser()
+        out = {os.path.realpath(p)}
+        try: st = p.stat(); out.add((st.st_dev, st.st_ino))
+        except OSError: pass
+        return out
+    seen = {}
+    for p in inputs:
+        for k in keys(p): seen[k] = Path(p)
+    for o in outputs:
+        hit = next((seen[k] for k in keys(o) if k in seen), None)
+        if hit is not None:
+            raise OutputError(f"the output {o} is the input {hit}: writing it would replace what is read; "
+                              "choose another output name or folder")
+
+# %% ../../nbs/data/08_images.ipynb #4aaea688
+def _json_safe(x):
+    "`x` with every non-finite float replaced: inf -> 'inf', -inf -> '-inf', NaN -> None; numpy scalars and arrays as Python values."
+    if isinstance(x, np.ndarray): x = x.tolist()
+    elif isinstance(x, np.generic): x = x.item()
+    if isinstance(x, float): return None if math.isnan(x) else ('inf' if x > 0 else '-inf') if math.isinf(x) else x
+    if isinstance(x, dict): return {(k if isinstance(k, str) else str(k)): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)): return [_json_safe(v) for v in x]
+    return x
+
+def json_bytes(obj,     # dicts, lists, numbers (numpy ones too), strings
+               **dumps, # more options of `json.dumps` (indent, default, ...)
+              )->bytes: # UTF-8 JSON that every parser reads the same
+    "Strict JSON: infinities as the strings 'inf'/'-inf', NaN as null; never the non-standard `NaN`/`Infinity`."
+    return json.dumps(_json_safe(obj), allow_nan=False, **dumps).encode()
 
 # %% ../../nbs/data/08_images.ipynb #eae6de45
 def image_size(path:str|Path, # an image file
               )->tuple[int, int]: # (height, width), upright (EXIF orientation applied)
     "The size of an image file, read from its header when Pillow can (else by decoding it); `ValueError` when it is not an image."
     p = Path(path).expanduser()
-    if not p.exists(): raise FileNotFoundError(f"image file not found: {p}")
+    if not p.exists(): raise _missing(p)
     if p.is_dir(): raise IsADirectoryError(f"{p} is a folder, not an image file")
     try:
         with Image.open(p) as im:
             w, h = im.size
             return (w, h) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (h, w)
+    except Image.DecompressionBombError as e: raise _too_large(str(p), e) from None
     except (UnidentifiedImageError, OSError, ValueError):
         a = _read_array(p)   # TIFF/JPEG 2000 layouts Pillow cannot open; raises ValueError naming the file
         return a.shape[0], a.shape[1]
+
+# %% ../../nbs/data/08_images.ipynb #c1d1479d
+def check_image_values(path:str|Path, # an image file (its size already checked by `image_size`)
+                      )->None:
+    "Raise the `ValueError` of `load_image` for a file whose values it would refuse; 8- and 16-bit files are decoded only when needed."
+    p = Path(path).expanduser()
+    try:
+        with Image.open(p) as im:
+            bits = im.tag_v2.get(258) if im.format == 'TIFF' and hasattr(im, 'tag_v2') else None
+            fmt = im.tag_v2.get(339) if im.format == 'TIFF' and hasattr(im, 'tag_v2') else None   # SampleFormat: 3 = float
+            if im.mode not in ('I', 'F') and bits is None: return
+            if bits is not None and max(np.atleast_1d(bits)) <= 16 and 3 not in np.atleast_1d(fmt if fmt is not None else 1) \
+                    and im.mode not in ('I', 'F'): return
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError): pass   # other readers: decode below
+    load_image(p)

@@ -4,15 +4,16 @@
 
 # %% ../../nbs/experiments/19g_command.ipynb #a1ac89b4
 from __future__ import annotations
-import argparse, json, time
+import argparse, json, tempfile, time
 from pathlib import Path
 import numpy as np
 from ..models.adapters import PerturbedModel, bicubic_model
 from ..data.photos import bundled_photos
+from ..data.images import OutputError, check_writable, json_bytes, write_files
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'experiment_config', 'run_table', 'run_ablation', 'run_shift', 'run_baselines', 'run_experiment',
-           'cmd_experiment', 'add_experiment_parser']
+__all__ = ['EXPERIMENTS', 'experiment_config', 'report_files', 'run_table', 'run_ablation', 'run_shift', 'rcps_splits',
+           'run_baselines', 'run_experiment', 'cmd_experiment', 'add_experiment_parser']
 
 # %% ../../nbs/experiments/19g_command.ipynb #9c55ee16
 EXPERIMENTS = ('table', 'ablation', 'shift', 'baselines')
@@ -31,12 +32,21 @@ def _families(photos)->np.ndarray:
     "Family of each photo: its bundled family, or for a folder the first sub-folder of its id."
     return np.array([p.family if p.family != 'folder' else (p.id.split('/')[0] if '/' in p.id else '') for p in photos])
 
-def _write(out:Path, name:str, rows:list, md:str, meta:dict)->Path:
+def report_files(name:str)->list:
+    "The files an experiment writes into its report folder."
+    return [f'{name}.csv', f'{name}.md', f'{name}.json'] + (['table.png'] if name == 'table' else [])
+
+def _bytes_of(write, suffix:str)->bytes:
+    "The bytes a writer that wants a path (a CSV writer, a figure's savefig) writes."
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / f'file{suffix}'; write(p); return p.read_bytes()
+
+def _write(out:Path, name:str, rows:list, md:str, meta:dict, overwrite:bool=False, extra:dict|None=None)->Path:
+    "The report's files in one step (all or none, strict JSON); without `overwrite` none of them may exist, even if made meanwhile."
     from conformal_superres.experiments.table import write_rows
-    out.mkdir(parents=True, exist_ok=True)
-    write_rows(rows, out / f'{name}.csv')
-    (out / f'{name}.md').write_text(md + '\n')
-    (out / f'{name}.json').write_text(json.dumps(dict(meta=meta, rows=rows), indent=1, default=str))
+    files = {out / f'{name}.csv': _bytes_of(lambda p: write_rows(rows, p), '.csv'), out / f'{name}.md': (md + '\n').encode(),
+             out / f'{name}.json': json_bytes(dict(meta=meta, rows=rows), indent=1, default=str), **(extra or {})}
+    write_files(files, exclusive=not overwrite)
     return out
 
 # %% ../../nbs/experiments/19g_command.ipynb #a025b275
@@ -51,14 +61,14 @@ def _sample_pool(model, photos, cfg, n_samples, progress):
     return cached_sample_pool(name, model, lambda: make_pairs(photos, cfg['crop'], cfg['crops_per_photo'], seed=0),
                               _key(photos, cfg), n_samples, 0, progress=progress)
 
-def run_table(out:Path, photos, cfg:dict, model, progress:bool=True)->dict:
+def run_table(out:Path, photos, cfg:dict, model, progress:bool=True, overwrite:bool=False)->dict:
     "The paper's table: every metric, expected and high-probability guarantees, many splits."
     from conformal_superres.experiments.table import (table_pool, split_table, markdown_table, plot_table, PAPER_TABLE,
                                                      SWEEP_ALPHAS, TABLE_ALPHAS)
     pool = table_pool(model, photos, cfg['crop'], cfg['crops_per_photo'], cfg['n_samples'], progress=progress)
     tab = split_table(pool, SWEEP_ALPHAS, n_splits=cfg['n_splits'], delta=0.1)
     rows = tab.rows()
-    plot_table(rows, out / 'table.png', f"{len(pool)} crops of {cfg['crop']}x{cfg['crop']}, {tab.n_splits} splits")
+    png = _bytes_of(lambda p: plot_table(rows, p, f"{len(pool)} crops of {cfg['crop']}x{cfg['crop']}, {tab.n_splits} splits"), '.png')
     note = (f"{len(pool)} crops of {cfg['crop']}x{cfg['crop']} px from {len(photos)} photos; M = {cfg['n_samples']}; sigma = patch "
             f"variance (box 5); {tab.n_splits} random splits, n = {tab.n_calib} calibration / {tab.n_test} test crops. Intervals: "
             "mean ± 1.96 s.e. over the splits, which overlap (they share one pool). PSNR in mask: mean over test crops "
@@ -66,10 +76,10 @@ def run_table(out:Path, photos, cfg:dict, model, progress:bool=True)->dict:
             + ("The paper's numbers: " + json.dumps({f'{k}': v for k, v in PAPER_TABLE.items()}) if PAPER_TABLE else
                "The paper's table could not be read here; it is not reproduced next to these rows."))
     md = '# Table\n\n' + markdown_table(rows, TABLE_ALPHAS) + '\n\n' + note + '\n\n## Every level\n\n' + markdown_table(rows)
-    _write(out, 'table', rows, md, dict(pool=pool.meta, config=cfg))
+    _write(out, 'table', rows, md, dict(pool=pool.meta, config=cfg), overwrite, {out / 'table.png': png})
     return dict(rows=rows, markdown=md)
 
-def run_ablation(out:Path, photos, cfg:dict, model, progress:bool=True)->dict:
+def run_ablation(out:Path, photos, cfg:dict, model, progress:bool=True, overwrite:bool=False)->dict:
     "Mask fraction at fixed levels for every estimator, M and n."
     from conformal_superres.experiments.ablations import estimator_grid, mask_at_alpha, recommend
     from conformal_superres.experiments.table import TABLE_METRICS
@@ -100,10 +110,10 @@ def run_ablation(out:Path, photos, cfg:dict, model, progress:bool=True)->dict:
     md = ('# Ablations\n\nRecommended estimator (largest mask; the simpler of two within their intervals):\n\n'
           + '\n'.join(f"- {s}x{s}, {m}, alpha {a:g}: {e}" for (s, m, a), e in rec.items())
           + f"\n\nIntervals: mean ± 1.96 s.e. over {S} overlapping random splits of one pool.\n\n" + '\n'.join(lines))
-    _write(out, 'ablation', rows, md, dict(pool=sp.meta, config=cfg, recommended={f'{k}': v for k, v in rec.items()}))
+    _write(out, 'ablation', rows, md, dict(pool=sp.meta, config=cfg, recommended={f'{k}': v for k, v in rec.items()}), overwrite)
     return dict(rows=rows, markdown=md, recommended=rec)
 
-def run_shift(out:Path, photos, cfg:dict, model, progress:bool=True)->dict:
+def run_shift(out:Path, photos, cfg:dict, model, progress:bool=True, overwrite:bool=False)->dict:
     "Calibrate on one family and test on another, both ways; the shift diagnostic's false-alarm rate and power."
     from conformal_superres.experiments.table import table_pool, TABLE_ESTIMATOR
     from conformal_superres.experiments.distribution_shift import family_shift, sigma_features, shift_diagnostic_rates
@@ -128,10 +138,24 @@ def run_shift(out:Path, photos, cfg:dict, model, progress:bool=True)->dict:
     diag = '\n'.join(f"- {k}: rejected {v:.1%} (95% interval {lo:.1%}..{hi:.1%})" for k, (v, (lo, hi)) in rates.items())
     md = (f"# Distribution shift\n\nShift diagnostic (energy permutation test on per-crop log-sigma quantiles, level 0.05): "
           f"false-alarm rate on exchangeable draws, power on shifted ones:\n\n{diag}\n\n" + '\n'.join(lines))
-    _write(out, 'shift', rows, md, dict(pool=pool.meta, config=cfg, diagnostic={k: v for k, v in rates.items()}))
+    _write(out, 'shift', rows, md, dict(pool=pool.meta, config=cfg, diagnostic={k: v for k, v in rates.items()}), overwrite)
     return dict(rows=rows, markdown=md, diagnostic=rates)
 
-def run_baselines(out:Path, photos, cfg:dict, model, progress:bool=True)->dict:
+def rcps_splits(curves:np.ndarray, # (N, grid) miscoverage of each image at each scale of `INTERVAL_GRID`
+                widths:np.ndarray, # (N,) mean interval width of each image at scale 1
+                splits,            # (calibration, test) index arrays
+               )->np.ndarray:      # (splits, 3): hat lambda, test miscoverage, mean test width
+    "RCPS on each split; a split where no scale on the grid is enough gets unbounded intervals (inf, miscoverage 0, width inf)."
+    from conformal_superres.experiments.baselines import rcps_scale, INTERVAL_GRID
+    res = []
+    for c, te in splits:
+        lam = rcps_scale(curves[c], 0.1, 0.1)
+        if not np.isfinite(lam): res.append((lam, 0.0, lam)); continue
+        k = np.searchsorted(INTERVAL_GRID, lam)
+        res.append((lam, curves[te, k].mean(), lam * widths[te].mean()))
+    return np.array(res)
+
+def run_baselines(out:Path, photos, cfg:dict, model, progress:bool=True, overwrite:bool=False)->dict:
     "Interval widths as sigma, MC-dropout variance and the conformal mask on the same crops; RCPS intervals."
     import torch
     from conformal_superres.experiments.baselines import (IntervalWidth, cached_dropout_model, sample_intervals, critical_scales,
@@ -155,20 +179,20 @@ def run_baselines(out:Path, photos, cfg:dict, model, progress:bool=True)->dict:
         med, lo, hi = sample_intervals(s, 0.1)
         curves.append(miscoverage_curves(critical_scales(hr.double(), med, lo, hi), INTERVAL_GRID)); widths.append((lo + hi).mean((1, 2, 3)).numpy())
     curves, widths = np.concatenate(curves), np.concatenate(widths)
-    res = []
-    for c, te in random_splits(len(gen), len(gen) // 2, cfg['n_splits'] // 2, seed=0):
-        lam = rcps_scale(curves[c], 0.1, 0.1); k = np.searchsorted(INTERVAL_GRID, lam)
-        res.append((lam, curves[te, k].mean(), lam * widths[te].mean()))
-    res = np.array(res)
+    res = rcps_splits(curves, widths, random_splits(len(gen), len(gen) // 2, cfg['n_splits'] // 2, seed=0))
+    unbounded = int((~np.isfinite(res[:, 0])).sum())
     lines = ['| method | metric | alpha | mean risk ± 1.96 s.e. | mask fraction | PSNR in mask (dB) | PSNR whole (dB) |', '|:--|:--|--:|--:|--:|--:|--:|']
     lines += [f"| {r['method']} | {r['metric']} | {r['alpha']:g} | {r['risk']:.4f} ± {1.96 * r['risk_se']:.4f} | {r['mask_fraction']:.1%} | "
               f"{r['psnr_mask']:.2f} | {r['psnr_full']:.2f} |" for r in rows]
     interval = (f"Interval images (sample quantiles 0.1/0.9 around the median, scale by RCPS: expected miscoverage <= 0.1 with "
                 f"probability 0.9): hat lambda {res[:, 0].mean():.2f}, test miscoverage {res[:, 1].mean():.4f}, mean width "
-                f"{res[:, 2].mean():.4f} (RGB in [0,1]), over {len(res)} overlapping splits.")
+                f"{res[:, 2].mean():.4f} (RGB in [0,1]), over {len(res)} overlapping splits."
+                + (f" In {unbounded} of the splits no scale on the grid (up to {INTERVAL_GRID[-1]:g}) was enough: those intervals are "
+                   "unbounded (scale and width inf, miscoverage 0)." if unbounded else ''))
     md = '# Baselines\n\n' + interval + '\n\n' + '\n'.join(lines)
     _write(out, 'baselines', rows, md, dict(pool=gen.meta, config=cfg, intervals=dict(scale=float(res[:, 0].mean()),
-                                       miscoverage=float(res[:, 1].mean()), width=float(res[:, 2].mean()))))
+                                       miscoverage=float(res[:, 1].mean()), width=float(res[:, 2].mean()),
+                                       unbounded_splits=unbounded)), overwrite)
     return dict(rows=rows, markdown=md)
 
 # %% ../../nbs/experiments/19g_command.ipynb #b4a54c7f
@@ -178,23 +202,30 @@ def run_experiment(name:str,               # one of `EXPERIMENTS`
                    data=None,              # folder of high-resolution photos (default: bundled held-out photos)
                    model=None,             # default: the embedded model
                    progress:bool=True,
+                   overwrite:bool=False,   # replace the report files of an earlier run (else they must not exist)
                   )->dict:
     "Run one experiment and write its report folder."
     if name not in EXPERIMENTS: raise ValueError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
     import torch
     t0 = time.time(); out = Path(out)
+    check_writable(out)                                  # before any work: where the report goes, and what it would replace
+    taken = [f for f in report_files(name) if (out / f).exists()]
+    if taken and not overwrite:
+        raise OutputError(f"{out} already holds {', '.join(taken)}: pass --overwrite (overwrite=True) to replace them, "
+                          "or choose another --out")
     if model is None:
         from conformal_superres.models.embedded import load_embedded
         model = load_embedded()
     photos, cfg = _photos(data), experiment_config(quick)
     fn = dict(table=run_table, ablation=run_ablation, shift=run_shift, baselines=run_baselines)[name]
-    res = fn(out, photos, cfg, model, progress)
+    res = fn(out, photos, cfg, model, progress, overwrite)
     return dict(res, out=out, seconds=time.time() - t0)
 
 # %% ../../nbs/experiments/19g_command.ipynb #43612bda
 def cmd_experiment(args):
     "Run `conformal-superres experiment NAME`."
-    r = run_experiment(args.name, args.out or f'experiment-{args.name}', quick=args.quick, data=args.data, progress=not args.quiet)
+    r = run_experiment(args.name, args.out or f'experiment-{args.name}', quick=args.quick, data=args.data, progress=not args.quiet,
+                       overwrite=getattr(args, 'overwrite', False))
     print(r['markdown'][:4000])
     print(f"report in {r['out']} ({r['seconds']:.0f} s)")
 
@@ -206,6 +237,7 @@ def add_experiment_parser(sub):
     x.add_argument('--data', help='folder of high-resolution photos (default: the bundled held-out photos); '
                    'for shift, one sub-folder per family')
     x.add_argument('--out', help='report folder (default: experiment-NAME)')
+    x.add_argument('--overwrite', action='store_true', help='replace the report files of an earlier run in --out')
     x.add_argument('--quiet', action='store_true')
     x.set_defaults(fn=cmd_experiment)
     return x
