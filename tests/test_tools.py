@@ -157,5 +157,5 @@ def test_readme_takes_figures_and_tables_from_the_index(tmp_path):
                                       'data': {'text/markdown': '| a |\n|--|\n| 1 |', 'text/plain': ['<Markdown>']}}])])
     text, pictures = mk.convert(p)
     assert pictures == {'nbs/images/index_2.png': b'\x89PNG fake'}
-    assert '![Figure](nbs/images/index_2.png)' in text and 'fig()' not in text and 'import x' not in text
+    assert '![figure](nbs/images/index_2.png)' in text and 'fig()' not in text and 'import x' not in text
     assert '| a |\n|--|\n| 1 |' in text and '```python\nMarkdown(t)\n```' in text

@@ -533,7 +533,7 @@ def main(argv=None):
         pages[name] = convert(json.loads(Path(ok_paths[str(p)]).read_text(encoding='utf-8')), site, registered)
         if name == 'index':  # the home page is also the README, whose image paths start at the repository root
             for c in pages[name]['cells']:
-                if c['cell_type'] == 'markdown': c['source'] = c['source'].replace('](nbs/', '](')
+                if c['cell_type'] == 'markdown': c['source'] = c['source'].replace('](nbs/tutorials/)', '](tutorials/index.md)').replace('](nbs/', '](')
         if name == 'index': continue
         (tutorials if name.startswith('tutorials/') else chapters).append(name)
     if 'index' not in pages: print("nbs/index.ipynb is missing or failed: the site has no home page"); return 1

@@ -31,7 +31,8 @@ def convert(nb_path:Path)->tuple[str, dict]:
             if 'image/png' in data:
                 name = f'nbs/images/index_{i}.png'
                 pictures[name] = base64.b64decode(''.join(data['image/png']))
-                alt = ''.join(data.get('text/plain', 'figure')).strip('<>')
+                nxt = next((cell_text(c) for c in nb['cells'][i + 1:] if c['cell_type'] == 'markdown'), '')
+                alt = re.split(r'[:.]\s', nxt.strip(), maxsplit=1)[0].replace('[', '').replace(']', '') or 'figure'  # its caption
                 parts.append(f"![{alt}]({name})"); continue
             if 'text/markdown' in data:
                 parts.append(''.join(data['text/markdown']).strip()); continue
