@@ -203,7 +203,7 @@ def _check_page(base:str, ctx, page:str, shot:Path|None=None)->list[str]:
     return problems
 
 # where on its page each screenshot looks (a CSS selector; none: the first screen)
-SHOT_AT = {'mask.html': 'dl.py.class', 'experiments/table.html': 'article table', 'api.html': None}
+SHOT_AT = {'mask.html': '[id="conformal_superres.mask.ConformalMask"]', 'experiments/table.html': '#the-paper-s-numbers table', 'api.html': None}
 
 def _shot_name(page:str)->Path|None:
     tutorials = [q for q in PAGES if q.startswith('tutorials/') and q != 'tutorials/index.html']
