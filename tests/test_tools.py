@@ -106,3 +106,56 @@ def test_stored_figures_are_tidied_once():
     assert max(im.size) == 1400 and im.mode == 'P'
     again = run._tidy([{'output_type': 'display_data', 'metadata': {}, 'data': {'image/png': once}}], 1400)[0]['data']['image/png']
     assert again == once
+
+# ---------------------------------------------------------------- tools/build_docs.py: show_doc as Sphinx objects
+def _showdoc_md(name, module_path):
+    return (f"---\n\n[source](https://github.com/o/r/blob/main/{module_path}.py#L1)"
+            '{target="_blank"}\n\n' f"### {name}\n\n```python\n\ndef {name}(\n)\n```\n")
+
+def test_show_doc_becomes_a_registered_object():
+    docs = _tool('build_docs')
+    seen = set()
+    cls = docs.render_showdoc('show_doc(ConformalMask)', _showdoc_md('ConformalMask', 'conformal_superres/mask'), seen)
+    assert '{py:class} ConformalMask(model,' in cls and ':module: conformal_superres.mask' in cls
+    assert '| `n_samples` | `int` | `10` |' in cls                  # the docments comments as a table
+    assert '](' not in cls.split('\n')[2]                          # no Markdown link in the signature line
+    # a function defined after its class and attached to it: a qualified method, under both anchors
+    m = docs.render_showdoc('show_doc(calibrate)', _showdoc_md('calibrate', 'conformal_superres/mask'), seen)
+    assert '{py:method} ConformalMask.calibrate(pairs,' in m and '**scale_options' in m
+    assert 'id="calibrate"' in m and 'id="conformalmask.calibrate"' in m
+    assert r'r\*' in m                                             # `{alpha: r*}`: a star, not italics
+    # a second entry for the same object is not registered twice; a private name is not documented
+    again = docs.render_showdoc('show_doc(ConformalMask)', _showdoc_md('ConformalMask', 'conformal_superres/mask'), seen)
+    assert ':no-index:' in again
+    assert docs.render_showdoc('show_doc(_x)', _showdoc_md('_sample_sigma', 'conformal_superres/mask'), seen) == ''
+
+def test_silent_cells_are_classified():
+    docs = _tool('build_docs')
+    assert docs.cell_kind('import os\nfrom math import pi') == 'import'
+    assert docs.cell_kind('test_eq(1, 1)\nassert True\nwith x: test_fail(f)') == 'test'
+    assert docs.cell_kind('x = 1\ntest_eq(x, 1)') == 'code'
+
+def test_tidy_scrubs_what_changes_between_runs(tmp_path):
+    outs = [{'name': 'stderr', 'output_type': 'stream',
+             'text': ['<ipython-input-3-a33038de3fae>:1: UserWarning: w\n', 'wrote /tmp/tmpab_12x/calibration.json\n',
+                      '<object at 0x7f85fcd92e80>\n']}]
+    text = ''.join(run._tidy(outs, 1400)[0]['text'])
+    assert text == '<cell>:1: UserWarning: w\nwrote <tmp>/calibration.json\n<object at 0x...>\n', text
+    p = write(tmp_path / 'a.ipynb', [cell('code', 'print(1)', [{'name': 'stdout', 'output_type': 'stream', 'text': ['in /tmp/tmpq1/x\n']}])])
+    assert run.main(['--check', str(p)]) == 1                      # CI: an untidy notebook fails
+    run.main(['--tidy-only', str(p)])
+    assert run.main(['--check', str(p)]) == 0
+
+def test_readme_takes_figures_and_tables_from_the_index(tmp_path):
+    import base64
+    mk = _tool('make_readme')
+    png = base64.b64encode(b'\x89PNG fake').decode()
+    p = write(tmp_path / 'index.ipynb', [
+        cell('markdown', '# T'), cell('code', '#| hide\nimport x'),
+        cell('code', '#| echo: false\nfig()', [{'output_type': 'display_data', 'metadata': {}, 'data': {'image/png': png, 'text/plain': ['<Figure>']}}]),
+        cell('code', 'Markdown(t)', [{'output_type': 'execute_result', 'metadata': {}, 'execution_count': None,
+                                      'data': {'text/markdown': '| a |\n|--|\n| 1 |', 'text/plain': ['<Markdown>']}}])])
+    text, pictures = mk.convert(p)
+    assert pictures == {'nbs/images/index_2.png': b'\x89PNG fake'}
+    assert '![figure](nbs/images/index_2.png)' in text and 'fig()' not in text and 'import x' not in text
+    assert '| a |\n|--|\n| 1 |' in text and '```python\nMarkdown(t)\n```' in text

@@ -120,9 +120,145 @@ def _showdoc_md(md:str)->str:
         return f'{span}{m.group(1)} {name}'
     return _re_showdoc_head.sub(head, md)
 
-def convert(nb:dict, site:str)->dict:
+_re_source = re.compile(r'\[source\]\(([^)\s]*?/(?:blob|tree)/[^/)]+/([^)#\s]+)\.py(?:#L\d+)?)\)')
+
+def _resolve(name:str, module:str):
+    "The object that `show_doc` documented: `name` (maybe dotted, `Class.method`) looked up in `module`."
+    from importlib import import_module
+    obj = import_module(module)
+    for part in name.split('.'): obj = getattr(obj, part)
+    return obj
+
+def _md_escape(text:str)->str:
+    "Docstring text for Markdown: a lone `*` after a word (`r*`, `t*`) is a star, not italics; code and math untouched."
+    def fix(part):
+        if re.search(r'(?<![\w*\\])\*(?=\w)', part): return part  # a real *italic* opener: leave the text alone
+        return re.sub(r'(?<=\w)\*(?!\*)', r'\\*', part)
+    return ''.join(part if i % 2 else fix(part) for i, part in enumerate(re.split(r'(`[^`]*`|\$[^$]+\$)', text)))
+
+def _anno(a)->str:
+    if a is inspect.Parameter.empty or a is type(None): return ''
+    return a if isinstance(a, str) else inspect.formatannotation(a)
+
+def _default(v)->str:
+    r = repr(v)
+    return r if len(r) <= 40 and '<' not in r and '\n' not in r else '...'
+
+def _signature(obj)->tuple[str, list]:
+    "The argument list (names and defaults only; the types go to the table) and the parameters."
+    try: sig = inspect.signature(obj)
+    except (TypeError, ValueError): return '', []
+    params = [q for q in sig.parameters.values() if q.name not in ('self', 'cls') or q.kind not in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD)]
+    if params and inspect.isclass(obj) is False and params[0].name in ('self', 'cls'): params = params[1:]
+    out, star, slash = [], False, False
+    for q in params:
+        if q.kind == q.VAR_POSITIONAL: out.append(f'*{q.name}'); star = True; continue
+        if q.kind == q.VAR_KEYWORD: out.append(f'**{q.name}'); continue
+        if q.kind == q.KEYWORD_ONLY and not star: out.append('*'); star = True
+        if slash is False and q.kind != q.POSITIONAL_ONLY and any(x.kind == x.POSITIONAL_ONLY for x in params): out.append('/'); slash = True
+        out.append(q.name + ('' if q.default is q.empty else f'={_default(q.default)}'))
+    ret = _anno(sig.return_annotation)
+    return '(' + ', '.join(out) + ')' + (f' -> {ret}' if ret and not inspect.isclass(obj) else ''), params
+
+def _cell(x:str)->str: return x.replace('|', '\\|').replace('\n', ' ').strip()
+
+def _param_table(obj, params)->str:
+    "docments' argument comments as a table: parameter, type, default, what it is."
+    if not params: return ''
+    try:
+        from fastcore.docments import docments
+        docs = docments(obj, full=True)
+    except Exception: docs = {}
+    rows, any_doc = [], False
+    for q in params:
+        d = docs.get(q.name) or {}
+        text = d.get('docment') or ''
+        any_doc |= bool(text)
+        name = {q.VAR_POSITIONAL: '*', q.VAR_KEYWORD: '**'}.get(q.kind, '') + q.name
+        anno = _anno(q.annotation)
+        rows.append(f"| `{name}` | {f'`{_cell(anno)}`' if anno else ''} | "
+                    f"{'' if q.default is q.empty else f'`{_cell(_default(q.default))}`'} | {_md_escape(_cell(text))} |")
+    ret = docs.get('return') or {}
+    if ret.get('docment'):
+        ra = _cell(_anno(ret.get('anno', inspect.Parameter.empty)))
+        rows.append(f"| **returns** | {f'`{ra}`' if ra else ''} | | {_md_escape(_cell(ret['docment']))} |")
+    head = '| Parameter | Type | Default | Details |\n|:--|:--|:--|:--|\n'
+    return head + '\n'.join(rows) + '\n'
+
+def _object_kind(owner, name:str, obj)->tuple[str, list[str]]:
+    "The Sphinx directive for an object, and its options."
+    attr = inspect.getattr_static(owner, name.split('.')[-1], None) if owner is not None and not inspect.ismodule(owner) else None
+    if inspect.isclass(obj): return 'class', []
+    if isinstance(attr, property) or isinstance(obj, property): return 'property', []
+    if owner is not None and inspect.isclass(owner):
+        if isinstance(attr, staticmethod): return 'method', [':staticmethod:']
+        if isinstance(attr, classmethod): return 'method', [':classmethod:']
+        return ('method', []) if callable(obj) else ('attribute', [])
+    return ('function', []) if callable(obj) else ('data', [])
+
+def _unwrap(v): return v.__func__ if isinstance(v, (classmethod, staticmethod)) else v.fget if isinstance(v, property) else v
+
+def _method_owner(obj, module:str)->str|None:
+    "`Class.name` when `obj` is also an attribute of a class of `module` (attached after the class was defined)."
+    from importlib import import_module
+    m, target = import_module(module), _unwrap(obj)
+    for cname, cls in vars(m).items():
+        if not inspect.isclass(cls) or cls.__module__ != module: continue
+        for k, v in vars(cls).items():
+            if v is obj or _unwrap(v) is target: return f'{cname}.{k}'
+
+def render_showdoc(code:str, md:str, registered:set)->str|None:
+    """nbdev's show_doc entry as a Sphinx object description (class, method, function: registered in the index,
+    the search and objects.inv), with a table of parameters from the docments comments; None for a private name."""
+    m = re.match(r'\s*show_doc\(\s*([\w.]+)', code)
+    head = re.search(r'^#{2,4}\s+(\S+)\s*$', md, re.MULTILINE)
+    src = _re_source.search(md)
+    if not (m and head and src): return None
+    name = head.group(1)
+    if any(part.startswith('_') and not (part.startswith('__') and part.endswith('__')) for part in name.split('.')): return ''
+    module = src.group(2).replace('/', '.')
+    if module.endswith('.__init__'): module = module[:-9]
+    try: obj = _resolve(name, module)
+    except Exception: return None
+    anchors = [name.lower()]
+    if '.' not in name and (q := _method_owner(obj, module)):  # a method defined after its class: `calibrate` is `ConformalMask.calibrate`
+        name = q; anchors.append(q.lower()); obj = _resolve(q, module)
+    owner = _resolve(name.rsplit('.', 1)[0], module) if '.' in name else None
+    kind, opts = _object_kind(owner, name, obj)
+    target = obj.fget if isinstance(obj, property) else obj
+    args, params = _signature(target) if kind in ('class', 'method', 'function') else ('', [])
+    full = f'{module}.{name}'
+    if full in registered: opts.append(':no-index:')
+    registered.add(full)
+    doc = inspect.getdoc(target) or ''
+    if kind == 'class' and target.__init__.__doc__ and target.__doc__ != target.__init__.__doc__ and not doc: doc = inspect.getdoc(target.__init__) or ''
+    body = [f'[source]({src.group(1)})', '', _md_escape(doc.strip())] if doc.strip() else [f'[source]({src.group(1)})']
+    table = _param_table(target, params)
+    if table: body += ['', table]
+    spans = ''.join(f'<span id="{html.escape(a)}"></span>' for a in dict.fromkeys(anchors))
+    return (f'{spans}\n\n````{{py:{kind}}} {name}{args}\n:module: {module}\n'
+            + ''.join(o + '\n' for o in opts) + '\n' + '\n'.join(body).rstrip() + '\n````\n')
+
+def cell_kind(code:str)->str:
+    "'import' for a cell of imports only, 'test' for one of checks only (`test_*` calls, asserts), else 'code'."
+    import ast
+    try: body = ast.parse(code).body
+    except SyntaxError: return 'code'
+    if not body: return 'code'
+    if all(isinstance(b, (ast.Import, ast.ImportFrom)) for b in body): return 'import'
+    def check(b):
+        if isinstance(b, ast.Assert): return True
+        if isinstance(b, ast.Expr) and isinstance(b.value, ast.Call):
+            f = b.value.func
+            return (f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else '').startswith('test_')
+        if isinstance(b, ast.With): return all(check(x) for x in b.body)
+        if isinstance(b, ast.For): return all(check(x) for x in b.body)
+        return False
+    return 'test' if all(check(b) for b in body) else 'code'
+
+def convert(nb:dict, site:str, registered:set|None=None)->dict:
     "A notebook processed by nbdev, turned into one that myst-nb renders without Quarto."
-    cells, title = [], None
+    cells, title, tests_shown = [], None, 0
     for c in nb['cells']:
         src = _src(c.get('source'))
         if c['cell_type'] == 'raw':
@@ -149,7 +285,10 @@ def convert(nb:dict, site:str)->dict:
                 if WIDGET_MIME in data: continue  # a live widget: its stored picture is in another output
                 if 'text/markdown' in data:
                     md = _src(data['text/markdown'])
-                    if code.lstrip().startswith('show_doc'): md = _showdoc_md(md)
+                    if code.lstrip().startswith('show_doc'):
+                        r = render_showdoc(code, md, registered if registered is not None else set())
+                        if r == '': continue  # a private name: not part of the documentation
+                        md = r if r is not None else _showdoc_md(md)
                     data['text/markdown'] = _fix_markdown(md, site)
                 o['data'] = data
             outputs.append(o)
@@ -157,6 +296,12 @@ def convert(nb:dict, site:str)->dict:
         if d.get('echo') == 'false': tags.append('remove-input')
         if d.get('output') == 'false': outputs = []
         if not code.strip(): tags = ['remove-input'] if outputs else None
+        elif not outputs and not tags:  # silent cells: imports leave the page, checks fold (the first stays open)
+            kind = cell_kind(code)
+            if kind == 'import': continue
+            if kind == 'test':
+                tests_shown += 1
+                if tests_shown > 1: tags.append('hide-input')
         if tags is None: continue
         if 'remove-input' in tags and not outputs: continue
         cells.append({'cell_type': 'code', 'metadata': {'tags': tags} if tags else {}, 'source': code,
@@ -174,6 +319,46 @@ def page_name(nb_path:Path)->str:
 
 # ---------------------------------------------------------------- 3. Sphinx
 
+def navigation(names:list[str])->list[tuple[str, list[str]]]:
+    """The site's sections in the reader's order, from `nbs/sidebar.yml` (the same file Quarto reads): (caption, pages).
+    Pages that the file does not list go to a section "Other chapters" before the last one (the internals)."""
+    import yaml
+    sb = yaml.safe_load((NBS/'sidebar.yml').read_text(encoding='utf-8')) if (NBS/'sidebar.yml').exists() else {}
+    sections, seen = [], {'index'}
+    for entry in ((sb or {}).get('website', {}).get('sidebar', {}).get('contents', []) or []):
+        if isinstance(entry, dict) and 'section' in entry:
+            pages = [page_name(NBS/e) for e in entry.get('contents', []) if isinstance(e, str)]
+            pages = [q for q in pages if q in names and q not in seen]
+            seen.update(pages)
+            if pages: sections.append((entry['section'], pages))
+    rest = [n for n in names if n not in seen]
+    if rest:
+        print(f"   not in nbs/sidebar.yml (shown under 'Other chapters'): {', '.join(rest)}")
+        sections.insert(max(len(sections) - 1, 0), ('Other chapters', rest))
+    return sections
+
+def _front(nb:dict)->tuple[str, str]:
+    "A converted page's title and summary line."
+    first = _src(nb['cells'][0]['source']) if nb['cells'] else ''
+    title = re.search(r'^# (.+)$', first, re.MULTILINE); summary = re.search(r'^> (.+)$', first, re.MULTILINE)
+    return (title.group(1).strip() if title else ''), (summary.group(1).strip() if summary else '')
+
+def tutorials_page(pages:dict, tutorials:list[str])->str:
+    "The tutorials' index: each with its one line, how long it runs and what it needs (`nbs/tutorials/_about.yml`)."
+    import yaml
+    about_file = NBS/'tutorials'/'_about.yml'
+    about = (yaml.safe_load(about_file.read_text(encoding='utf-8')) or {}) if about_file.exists() else {}
+    rows = []
+    for t in tutorials:
+        title, summary = _front(pages[t])
+        a = about.get(t.split('/', 1)[1], {}) or {}
+        needs = '**needs a CUDA GPU** and the SinSR checkpoints' if a.get('gpu') else 'CPU only'
+        when = a.get('time', '')
+        rows.append(f"- [{title}]({t.split('/', 1)[1]}.ipynb): {summary} *{needs}" + (f"; {when}" if when else '') + ".*")
+    return ("# Tutorials\n\nRead-and-run notebooks, in the order to read them (each is in `nbs/tutorials/` of the "
+            "repository and opens in JupyterLab). The times are for a laptop-class CPU.\n\n" + '\n'.join(rows) +
+            "\n\n```{toctree}\n:hidden:\n\n" + '\n'.join(t.split('/', 1)[1] for t in tutorials) + "\n```\n")
+
 CONF = '''# generated by tools/build_docs.py
 project = {title!r}
 author = {author!r}
@@ -181,7 +366,11 @@ copyright = {copyright!r}
 extensions = ['myst_nb', 'sphinx-mathjax-offline']
 html_theme = 'furo'
 html_title = {title!r}
-html_static_path = []
+html_static_path = ['_static']
+html_css_files = ['site.css']
+add_module_names = False           # `ConformalMask.calibrate`, not the module path before it
+python_display_short_literal_types = True
+nb_output_stderr = 'remove'        # warnings and progress bars are for the notebook, not the page
 html_copy_source = False
 html_show_sourcelink = False
 exclude_patterns = ['_build', '**.ipynb_checkpoints']
@@ -195,25 +384,42 @@ suppress_warnings = ['myst.header']  # show_doc headings start at level 3 inside
 mathjax3_config = {{'tex': {{'inlineMath': [['\\\\(', '\\\\)']], 'displayMath': [['\\\\[', '\\\\]']]}}}}
 '''
 
+CSS = """/* generated by tools/build_docs.py: code wraps instead of scrolling sideways; wider column for figures */
+.highlight pre, .output pre, div.cell_output pre { white-space: pre-wrap; overflow-wrap: anywhere; }
+@media (min-width: 82em) { .content { width: 52em; } }
+.cell_output img { max-width: 100%; height: auto; }
+mjx-container[display="true"] { overflow-x: auto; max-width: 100%; }
+dl.py > dt { overflow-wrap: anywhere; }
+dl.py table.docutils { width: 100%; font-size: 0.9em; }
+"""
+
 def sphinx_sources(pages:dict[str, dict], s:dict, tutorials:list[str], chapters:list[str]):
-    "Write the converted notebooks, the API index and conf.py into the staging folder."
+    "Write the converted notebooks, the tutorials' index, the API index and conf.py into the staging folder."
     if STAGE.exists(): shutil.rmtree(STAGE)
     STAGE.mkdir(parents=True)
+    sections = navigation(tutorials + chapters)
+    order = [q for _, qs in sections for q in qs]
+    tutorials = [t for t in order if t in tutorials]  # the sidebar's order
     for name, nb in pages.items():
         p = STAGE/f'{name}.ipynb'; p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(json.dumps(nb, indent=1), encoding='utf-8')
     if (NBS/'images').exists(): shutil.copytree(NBS/'images', STAGE/'images')
+    (STAGE/'_static').mkdir(exist_ok=True)
+    (STAGE/'_static'/'site.css').write_text(CSS, encoding='utf-8')
     if tutorials:
-        toc = '\n'.join(tutorials)
         (STAGE/'tutorials').mkdir(exist_ok=True)
-        (STAGE/'tutorials'/'index.md').write_text(
-            f"# Tutorials\n\nRead-and-run notebooks; each one is in `nbs/tutorials/` of the repository.\n\n"
-            f"```{{toctree}}\n:maxdepth: 1\n\n" + '\n'.join(t.split('/', 1)[1] for t in tutorials) + "\n```\n", encoding='utf-8')
+        (STAGE/'tutorials'/'index.md').write_text(tutorials_page(pages, tutorials), encoding='utf-8')
     (STAGE/'api.md').write_text(api_page(s, chapters), encoding='utf-8')
     index = pages['index']
-    toc = ['```{toctree}\n:hidden:\n:caption: Chapters\n\n' + '\n'.join(chapters) + '\n```']
-    if tutorials: toc.append('```{toctree}\n:hidden:\n:caption: Tutorials\n\ntutorials/index\n```')
-    toc.append('```{toctree}\n:hidden:\n:caption: Reference\n\napi\n```')
+    toc = []
+    for caption, qs in sections:
+        entries = []
+        for q in qs:  # the tutorials are reached through their index page, which lists them
+            if q in tutorials:
+                if 'tutorials/index' not in entries: entries.append('tutorials/index')
+            else: entries.append(q)
+        toc.append(f'```{{toctree}}\n:hidden:\n:caption: {caption}\n\n' + '\n'.join(entries) + '\n```')
+    toc.append('```{toctree}\n:hidden:\n:caption: Reference\n\napi\ngenindex\n```')
     index['cells'].append({'cell_type': 'markdown', 'id': 'site-toctree', 'metadata': {}, 'source': '\n\n'.join(toc)})
     (STAGE/'index.ipynb').write_text(json.dumps(index, indent=1), encoding='utf-8')
     (STAGE/'conf.py').write_text(CONF.format(title=s.get('title', s['lib_name']), author=s.get('author', ''),
@@ -270,6 +476,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--keep-going', action='store_true', help='render what can be rendered and report every failure at the end')
     ap.add_argument('--only', nargs='*', default=None, help='notebook file names to process (partial site, for a quick look)')
+    ap.add_argument('--reuse', action='store_true', help='keep the notebooks processed by an earlier build when their source has not changed since')
     ap.add_argument('--workers', type=int, default=min(2, os.cpu_count() or 1))
     a = ap.parse_args(argv)
     s = settings()
@@ -278,12 +485,19 @@ def main(argv=None):
     if a.only: nbs = [p for p in nbs if p.name in a.only or p.stem in a.only or 'index' == p.stem]
     known = known_failures()
     proc = ROOT/'.build'/'docs-proc'
-    if proc.exists(): shutil.rmtree(proc)
-    proc.mkdir(parents=True)
+    if proc.exists() and not a.reuse: shutil.rmtree(proc)
+    proc.mkdir(parents=True, exist_ok=True)
     jobs = [(str(p), str(proc/(p.relative_to(NBS).as_posix().replace('/', '__'))), False) for p in nbs]
+    if a.reuse:  # a notebook processed after its last change is not processed again
+        fresh = [j for j in jobs if Path(j[1]).exists() and Path(j[1]).stat().st_mtime > Path(j[0]).stat().st_mtime]
+        print(f"== {len(fresh)} notebooks processed before and unchanged since (--reuse)", flush=True)
+        jobs = [j for j in jobs if j not in fresh]
+    else: fresh = []
     print(f"== nbdev processing of {len(jobs)} notebooks ({a.workers} workers)", flush=True)
     ctx = mp.get_context('spawn')
     with ctx.Pool(a.workers, maxtasksperchild=1) as pool: results = pool.map(_process_one, jobs, chunksize=1)
+    results += [{'src': j[0], 'ok': True, 'fallback': False, 'error': '', 'mixed': [], 'seconds': 0.0} for j in fresh]
+    jobs += fresh
     failed = [r for r in results if not r['ok']]
     for r in results:
         print(f"   {'ok  ' if r['ok'] else 'FAIL'} {Path(r['src']).relative_to(NBS)} ({r['seconds']:.0f} s)", flush=True)
@@ -311,14 +525,15 @@ def main(argv=None):
         print('\nBUILD FAILED: ' + '\n              '.join(problems)); return 1
     ok_paths = {r['src']: j[1] for r, j in zip(results, jobs) if r['ok']} | {r['src']: d for (_, d, _), r in zip(retry, fb if retry else []) if r['ok']}
     site = _site(s)
-    pages, chapters, tutorials = {}, [], []
+    pages, chapters, tutorials, registered = {}, [], [], set()
+    sys.path.insert(0, str(ROOT))  # show_doc entries are described from the package's own objects
     for p in nbs:
         if str(p) not in ok_paths: continue
         name = page_name(p)
-        pages[name] = convert(json.loads(Path(ok_paths[str(p)]).read_text(encoding='utf-8')), site)
+        pages[name] = convert(json.loads(Path(ok_paths[str(p)]).read_text(encoding='utf-8')), site, registered)
         if name == 'index':  # the home page is also the README, whose image paths start at the repository root
             for c in pages[name]['cells']:
-                if c['cell_type'] == 'markdown': c['source'] = c['source'].replace('](nbs/', '](')
+                if c['cell_type'] == 'markdown': c['source'] = c['source'].replace('](nbs/tutorials/)', '](tutorials/index.md)').replace('](nbs/', '](')
         if name == 'index': continue
         (tutorials if name.startswith('tutorials/') else chapters).append(name)
     if 'index' not in pages: print("nbs/index.ipynb is missing or failed: the site has no home page"); return 1

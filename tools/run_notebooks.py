@@ -11,7 +11,9 @@ produced once, where it could run, stays in the notebook. Pass `--run-flag slow`
 rewritten. Stored text has the repository's own path removed (paths read relative to it) and
 figures wider or taller than `--max-png-side` pixels are scaled down (and photographs that stay
 large are stored with a 256-colour palette), so that a notebook stays under a megabyte.
-`--tidy-only` applies these storage rules to the outputs already stored, executing nothing. Run `nbdev_clean` afterwards, as before any commit (the project keeps outputs:
+`--tidy-only` applies these storage rules to the outputs already stored, executing nothing, and
+`--check` only says which notebooks it would change (CI runs it). Temporary folders, IPython's frame
+file names and object addresses are written as `<tmp>`, `<cell>` and `0x...`. Run `nbdev_clean` afterwards, as before any commit (the project keeps outputs:
 `clear_all = False`).
 
 Usage, from the repository root with the project's virtual environment:
@@ -60,11 +62,23 @@ def _as_shown(text:str)->list[str]:
         if shown.strip(): out.append(shown.rstrip() + end)
     return out
 
+import re as _re
+_SCRUB = [  # what changes from run to run without saying anything to a reader
+    (_re.compile(r'(?:/tmp|/var/folders/[\w/]+?/T)/(?:tmp|pytest-of-\w+/)?[\w.-]*(?=[/\s\'")\]]|$)'), '<tmp>'),  # temporary folders
+    (_re.compile(r'/tmp/ipykernel_\d+/\d+\.py'), '<cell>'),                    # IPython's frame files
+    (_re.compile(r'<ipython-input-\d+-[0-9a-f]+>'), '<cell>'),
+    (_re.compile(r'\bat 0x[0-9a-f]{6,16}\b'), 'at 0x...'),                       # object addresses in reprs
+]
+def _scrub(x:str)->str:
+    for rx, rep in _SCRUB: x = rx.sub(rep, x)
+    return x
+
 def _tidy(outs:list, max_side:int)->list:
     """Outputs as stored: no execution counts, the repository's path written relative to it, progress bars
     at their final state, PNGs capped in size."""
     root = str(ROOT) + os.sep
-    def text(t): return [x.replace(root, '') for x in t] if isinstance(t, list) else t.replace(root, '')
+    def clean(x:str)->str: return _scrub(x.replace(root, ''))
+    def text(t): return [clean(x) for x in t] if isinstance(t, list) else clean(t)
     for o in outs:
         if o.get('output_type') == 'execute_result': o['execution_count'] = None
         if o.get('output_type') == 'stream' and '\r' in ''.join(o.get('text', [])):
@@ -127,12 +141,24 @@ def main(argv=None):
     ap.add_argument('--run-flag', action='append', default=[], help='a test flag whose cells are executed too (repeatable)')
     ap.add_argument('--max-png-side', type=int, default=1400, help='stored figures larger than this (pixels) are scaled down')
     ap.add_argument('--tidy-only', action='store_true', help='execute nothing: only apply the storage rules to the stored outputs')
+    ap.add_argument('--check', action='store_true', help='change nothing: exit 1 when --tidy-only would change a notebook')
     ap.add_argument('--keep-going', action='store_true', help='run the other notebooks after one fails (exit status still 1)')
     a = ap.parse_args(argv)
     os.environ.setdefault('MPLBACKEND', 'Agg')
     sys.path.insert(0, str(ROOT))
     skip_flags = test_flags() - set(a.run_flag)
     paths = [Path(p).resolve() for p in a.paths] or sorted(p for p in (ROOT / 'nbs').rglob('*.ipynb') if '.ipynb_checkpoints' not in p.parts)
+    if a.check:  # CI: a committed notebook must already be as the tidy step leaves it
+        import copy
+        stale = []
+        for p in paths:
+            raw = json.loads(p.read_text(encoding='utf-8'))
+            before = [c.get('outputs') for c in raw['cells']]
+            after = [_tidy(copy.deepcopy(o), a.max_png_side) if o else o for o in before]
+            if before != after: stale.append(str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p))
+        if stale: print("stored outputs not tidy (run: python tools/run_notebooks.py --tidy-only, then nbdev_clean):\n  "
+                        + '\n  '.join(stale), file=sys.stderr)
+        return 1 if stale else 0
     if a.tidy_only:
         for p in paths: tidy_notebook(p, a.max_png_side)
         return 0

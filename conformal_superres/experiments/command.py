@@ -63,7 +63,7 @@ def _sample_pool(model, photos, cfg, n_samples, progress):
 
 def run_table(out:Path, photos, cfg:dict, model, progress:bool=True, overwrite:bool=False)->dict:
     "The paper's table: every metric, expected and high-probability guarantees, many splits."
-    from conformal_superres.experiments.table import (table_pool, split_table, markdown_table, plot_table, PAPER_TABLE,
+    from conformal_superres.experiments.table import (table_pool, split_table, markdown_table, plot_table, paper_markdown,
                                                      SWEEP_ALPHAS, TABLE_ALPHAS)
     pool = table_pool(model, photos, cfg['crop'], cfg['crops_per_photo'], cfg['n_samples'], progress=progress)
     tab = split_table(pool, SWEEP_ALPHAS, n_splits=cfg['n_splits'], delta=0.1)
@@ -73,8 +73,7 @@ def run_table(out:Path, photos, cfg:dict, model, progress:bool=True, overwrite:b
             f"variance (box 5); {tab.n_splits} random splits, n = {tab.n_calib} calibration / {tab.n_test} test crops. Intervals: "
             "mean ± 1.96 s.e. over the splits, which overlap (they share one pool). PSNR in mask: mean over test crops "
             "with a non-empty mask. 'semantic (automatic stand-in)' is an edge-difference map, not human annotations.\n\n"
-            + ("The paper's numbers: " + json.dumps({f'{k}': v for k, v in PAPER_TABLE.items()}) if PAPER_TABLE else
-               "The paper's table could not be read here; it is not reproduced next to these rows."))
+            + "## The paper's table, beside these rows\n\n" + paper_markdown())
     md = '# Table\n\n' + markdown_table(rows, TABLE_ALPHAS) + '\n\n' + note + '\n\n## Every level\n\n' + markdown_table(rows)
     _write(out, 'table', rows, md, dict(pool=pool.meta, config=cfg), overwrite, {out / 'table.png': png})
     return dict(rows=rows, markdown=md)
