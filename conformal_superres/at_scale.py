@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 from .calibration import Calibrator, Records, caller_stacklevel, loss_records
 from .data.images import write_atomic
 from .colour import as_image_batch
@@ -19,8 +20,8 @@ from .sampling import check_pair, fidelity_maps, sample_chunks, unpack_item
 from .tiling import calibration_tile, map_radius, row_bands
 
 # %% auto #0
-__all__ = ['STORE_FORMAT', 'image_generator', 'run_config', 'fingerprint', 'RecordStore', 'put', 'get', 'halo_rows',
-           'merge_records', 'image_records', 'calibrator_at_scale', 'folder_items']
+__all__ = ['STORE_FORMAT', 'image_generator', 'run_config', 'fingerprint', 'RecordStore', 'halo_rows', 'merge_records',
+           'image_records', 'calibrator_at_scale', 'folder_items']
 
 # %% ../nbs/07b_at_scale.ipynb #418a017c
 def image_generator(cm,  # a `ConformalMask` (its seed)
@@ -100,12 +101,14 @@ def _decode(data)->tuple:
         kw.update({k: v for k, v in meta['scalars'].items() if k in fields})
     return meta['id'], meta['fingerprint'], Records(**kw)
 
+@patch
 def put(self:RecordStore, image_id:str, records:Records)->bool:
     "Write one image's records (atomically); returns False, writing nothing, if the image is already stored."
     if image_id in self: return False
     write_atomic(self._file(image_id), _encode(image_id, records, self.fingerprint))
     return True
 
+@patch
 def get(self:RecordStore, image_id:str)->Records|None:
     "The stored records of one image; None if absent or unreadable (the image is then computed again)."
     f = self._file(image_id)
@@ -120,8 +123,6 @@ def get(self:RecordStore, image_id:str)->Records|None:
         raise ValueError(f"record file {f} holds image {rid!r} of configuration {fp}, not {image_id!r} of {self.fingerprint}; "
                          "the store was edited by hand: delete that file")
     return r
-
-RecordStore.put, RecordStore.get = put, get
 
 # %% ../nbs/07b_at_scale.ipynb #dd5f44ff
 def halo_rows(cm)->int:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 # %% auto #0
-__all__ = ['Records', 'loss_records', 'check_alpha', 'min_calibration_size', 'caller_stacklevel', 'sweep_records',
-           'limits_from_records', 'limit_mask', 'Calibrator', 'largest_below', 'calibrate_threshold',
+__all__ = ['Records', 'loss_records', 'check_alpha', 'decimal_alpha', 'min_calibration_size', 'caller_stacklevel',
+           'sweep_records', 'limits_from_records', 'limit_mask', 'Calibrator', 'largest_below', 'calibrate_threshold',
            'brute_force_threshold', 'mask_loss']
 
 # %% ../nbs/05_calibration.ipynb #532c9a90
@@ -167,9 +167,13 @@ def check_alpha(alpha, bound=None, name='alpha'):
                          f"every mask has risk at most B, so use an {name} in (0, {bound}]")
     return float(alpha)
 
+def decimal_alpha(alpha)->Fraction:
+    "alpha as the decimal the user wrote: the shortest repr of its float (0.075, not the float64 just below 3/40)."
+    return Fraction(repr(float(alpha)))
+
 def _infeasible(alpha:float, n:int, bound:float)->bool:
-    "Whether even the empty mask is too risky, `B > alpha (n+1)`, decided exactly."
-    return Fraction(float(bound)) > Fraction(float(alpha)) * (int(n) + 1)
+    "Whether even the empty mask is too risky, `B > alpha (n+1)`, decided exactly with alpha as written."
+    return Fraction(float(bound)) > decimal_alpha(alpha) * (int(n) + 1)
 
 def min_calibration_size(alpha:float,       # target risk level, 0 < alpha <= bound
                          bound:float=3.0,   # bound B of the fidelity metric (3 for the Lab metrics, 1 for RGB)
@@ -231,7 +235,7 @@ def limits_from_records(records:list, a:np.ndarray, bound:float)->np.ndarray:
     out = np.empty(len(a))
     for j, al in enumerate(a):
         if _infeasible(al, n, bound): out[j] = -np.inf; continue
-        cap, cap_exact = float(al) * (n + 1), Fraction(float(al)) * (n + 1)
+        cap, cap_exact = float(al) * (n + 1), decimal_alpha(al) * (n + 1)
         lo = int(np.searchsorted(total, cap - tol, side='right'))   # u[:lo]: feasible whatever the rounding
         hi = int(np.searchsorted(total, cap + tol, side='right'))   # u[hi:]: infeasible whatever the rounding
         while lo < hi:                                              # the few values in between: exact arithmetic
@@ -318,9 +322,9 @@ class Calibrator:
 
     @classmethod
     def from_dict(cls, d:dict)->Calibrator:
-        "Rebuild a calibrator from `to_dict()`'s output (version 1 summaries too: their records are the same)."
-        if d.get('kind') != 'conformal_superres.Calibrator' or d.get('version') not in (1, 2):
-            raise ValueError(f"not a Calibrator summary of version 1 or 2 (kind={d.get('kind')!r}, version={d.get('version')!r})")
+        "Rebuild a calibrator from `to_dict()`'s output."
+        if d.get('kind') != 'conformal_superres.Calibrator' or d.get('version') != 2:
+            raise ValueError(f"not a Calibrator summary of version 2 (kind={d.get('kind')!r}, version={d.get('version')!r})")
         c = cls(d['bound'])
         for r in d['images']:
             c.add_records(Records(np.array(r['sigma'], dtype=np.float64), np.array(r['loss'], dtype=np.float64), int(r['n_pixels'])))
@@ -387,8 +391,8 @@ def brute_force_threshold(sigmas, fidelities, alpha, bound:float=3.0, limit:bool
         totals.append(sum(Fraction(float(d[s <= t].max())) if (s <= t).any() else Fraction(0) for s, d in pairs))
     out = []
     for al in a:
-        ok = [total + Fraction(float(bound)) <= Fraction(float(al)) * (n + 1) for total in totals]
-        if limit: out.append(-np.inf if Fraction(float(bound)) > Fraction(float(al)) * (n + 1)
+        ok = [total + Fraction(float(bound)) <= decimal_alpha(al) * (n + 1) for total in totals]
+        if limit: out.append(-np.inf if Fraction(float(bound)) > decimal_alpha(al) * (n + 1)
                              else next((float(t) for t, o in zip(candidates, ok) if not o), np.inf))
         elif not any(ok): out.append(-np.inf)
         elif all(ok): out.append(np.inf)

@@ -9,10 +9,11 @@ import warnings
 from typing import Sequence
 import numpy as np
 from scipy import stats
-from .calibration import caller_stacklevel, sweep_records, limit_mask
+from fractions import Fraction
+from .calibration import caller_stacklevel, decimal_alpha, sweep_records, limit_mask
 
 # %% auto #0
-__all__ = ['hb_pvalue', 'hp_min_calibration_size', 'high_probability_limits', 'high_probability_mask',
+__all__ = ['hb_pvalue', 'level_of', 'hp_min_calibration_size', 'high_probability_limits', 'high_probability_mask',
            'pool_high_probability_limits', 'hp_violation_rate']
 
 # %% ../nbs/05b_high_probability.ipynb #65db8cb1
@@ -33,12 +34,16 @@ def hb_pvalue(risk_hat,   # empirical mean loss(es) in [0, 1] (losses divided by
     return float(p) if p.ndim == 0 else p
 
 # %% ../nbs/05b_high_probability.ipynb #9dd4b51d
+def level_of(alpha:float, bound:float)->float:
+    "The tested level a = alpha/B, with alpha as the decimal the user wrote (see `decimal_alpha`)."
+    return float(decimal_alpha(alpha) / Fraction(float(bound)))
+
 def hp_min_calibration_size(alpha:float,      # risk level, 0 < alpha < bound
                             delta:float,      # failure probability, 0 < delta < 1
                             bound:float=3.0,  # bound B of the fidelity metric
                            )->int:            # least n with hb_pvalue(0, n, alpha/B) <= delta
     "Least number of calibration images for which the high-probability mask can be non-empty."
-    a = alpha / bound
+    a = level_of(alpha, bound)
     if not (0 < a < 1 and 0 < delta < 1): raise ValueError(f"need 0 < alpha < B and 0 < delta < 1, got alpha={alpha}, B={bound}, delta={delta}")
     n = max(1, math.floor(math.log(delta) / math.log1p(-a)) - 1)
     while hb_pvalue(0.0, n, a) > delta: n += 1
@@ -64,8 +69,8 @@ def high_probability_limits(records,               # a `Calibrator`, or its per-
     u, S, _ = sweep_records(recs)                                          # merged record values and sum_i l_i(u_k)
     out = np.empty(len(a))
     for k, al in enumerate(a):
-        if hb_pvalue(0.0, n, al / bound) > delta: out[k] = -np.inf; continue
-        fails = np.atleast_1d(hb_pvalue(S / (n * bound), n, al / bound)) > delta
+        if hb_pvalue(0.0, n, level_of(al, bound)) > delta: out[k] = -np.inf; continue
+        fails = np.atleast_1d(hb_pvalue(S / (n * bound), n, level_of(al, bound))) > delta
         out[k] = u[np.argmax(fails)] if fails.any() else np.inf    # the first record value that fails
     if warn and np.isneginf(out).any():
         amin = float(a[np.isneginf(out)].min())

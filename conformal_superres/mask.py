@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 from .colour import as_image_batch
 from .fidelity import Neighbourhood, Semantic, fidelity_from_config, psnr
 from .uncertainty import Uncertainty, uncertainty_from_config
@@ -25,10 +26,8 @@ from .tiling import Tile, calibration_tile, context_halo, image_tiles
 import warnings
 
 # %% auto #0
-__all__ = ['FORMAT', 'FORMAT_VERSION', 'Prediction', 'unit_config', 'unit_name', 'unit_statement', 'ConformalMask',
-           'sample_sigma', 'tile_maps', 'iter_tiles', 'UnitWarning', 'covers', 'calibrate', 'limit', 'predict',
-           'evaluate', 'summarise', 'CalibrationFileError', 'validate_calibration', 'save', 'read_calibration', 'load',
-           'from_file']
+__all__ = ['FORMAT', 'FORMAT_VERSION', 'Prediction', 'unit_config', 'unit_name', 'unit_statement', 'ConformalMask', 'UnitWarning',
+           'summarise', 'CalibrationFileError', 'validate_calibration', 'read_calibration']
 
 # %% ../nbs/07_mask.ipynb #d4963d11
 @dataclass
@@ -146,6 +145,7 @@ def _sample_sigma(self:ConformalMask, lr:Tensor, generator:torch.Generator|None)
     return torch.cat([p for p, _ in out]), torch.cat([s for _, s in out])
 
 @torch.no_grad()
+@patch
 def sample_sigma(self:ConformalMask,
                  lr:Tensor,                       # (B,3,h,w) or (3,h,w) low-res sRGB in [0,1]
                  generator:torch.Generator|None=None, # default: per image, seeded by `self.seed` and the image
@@ -153,10 +153,7 @@ def sample_sigma(self:ConformalMask,
     "Draw $M$ samples, stream them into the uncertainty estimator, keep the first as the prediction."
     return _sample_sigma(self, _lr_batch(self, lr), generator)
 
-ConformalMask.sample_sigma = sample_sigma
-
-
-# %% ../nbs/07_mask.ipynb #7dff26bd
+# %% ../nbs/07_mask.ipynb #1b9b7d20
 def _tile_crop(self:ConformalMask, lr:Tensor, tile:Tile, generator=None)->tuple:
     "Prediction and sigma of the tile's context crop of `lr` (a batch of one), its crop box and the tile's slices inside it."
     a0, a1, b0, b1 = tile.context(*lr.shape[-2:], context_halo(self))
@@ -165,6 +162,7 @@ def _tile_crop(self:ConformalMask, lr:Tensor, tile:Tile, generator=None)->tuple:
     return pred, sigma, (a0, a1, b0, b1), (slice((tile.y - a0) * s, (tile.y - a0 + tile.size) * s),
                                            slice((tile.x - b0) * s, (tile.x - b0 + tile.size) * s))
 
+@patch
 def tile_maps(self:ConformalMask,
               lr:Tensor,          # one low-res image, a validated batch of one `(1,3,h,w)`
               hr:Tensor,          # its high-res truth `(1,3,H,W)`
@@ -179,6 +177,7 @@ def tile_maps(self:ConformalMask,
     fid = fidelity_maps(self.fidelity, hr_c.to(pred.dtype), pred, ex)
     return hr_c[..., rows, cols], pred[..., rows, cols], sigma[:, rows, cols], fid[:, rows, cols]
 
+@patch
 def iter_tiles(self:ConformalMask,
                lr:Tensor,          # one low-res image `(1,3,h,w)`, validated
                limit:float,        # $r^*$
@@ -193,12 +192,11 @@ def iter_tiles(self:ConformalMask,
         sg = sigma[0, rows, cols]
         yield (y0 * s, y1 * s, x0 * s, x1 * s), pred[0][:, rows, cols], sg, limit_mask(sg, limit)
 
-ConformalMask.tile_maps, ConformalMask.iter_tiles = tile_maps, iter_tiles
-
-# %% ../nbs/07_mask.ipynb #1305ed28
+# %% ../nbs/07_mask.ipynb #4f975e15
 class UnitWarning(UserWarning):
     "A prediction or evaluation outside the calibration unit: the guarantee does not cover it."
 
+@patch
 def covers(self:ConformalMask, hw:tuple)->bool:
     "Whether a whole-image calibration covers outputs of size `hw` (H, W): a size it saw (or, when only counts were kept, a pixel count in its range)."
     if self.unit['kind'] == 'tile': return min(hw) >= self.unit['size']
@@ -234,8 +232,6 @@ def _predict_tiles(self:ConformalMask, lr:Tensor, r:float, generator)->tuple:
         preds.append(out[0]); sigmas.append(out[1]); masks.append(out[2]); cells.append(cs)
     return torch.stack(preds), torch.stack(sigmas), torch.stack(masks), cells
 
-ConformalMask.covers = covers
-
 # %% ../nbs/07_mask.ipynb #5a88657f
 def _items(self:ConformalMask, pairs, desc:str, progress:bool):
     "Each item of `pairs` validated: `(i, lr, hr, semantic map or None)`, batches; with a tile unit, images at least one tile large."
@@ -263,6 +259,7 @@ def _scored(self:ConformalMask, pairs, desc:str, progress:bool, sizes:set|None=N
         yield hr, pred, sigma, fidelity_maps(self.fidelity, hr, pred, extra)
 
 @torch.no_grad()
+@patch
 def calibrate(self:ConformalMask,
               pairs,               # iterable of (lr, hr) or (lr, hr, semantic_map); each (3,h,w) or a batch
               alphas=(0.1,),       # risk level(s) $\alpha$ to calibrate; more can be read off later with `limit`
@@ -294,9 +291,8 @@ def calibrate(self:ConformalMask,
     for a in np.atleast_1d(alphas): self.limit(float(a))
     return dict(self.limits)
 
-ConformalMask.calibrate = calibrate
-
 # %% ../nbs/07_mask.ipynb #14fc144d
+@patch
 def limit(self:ConformalMask, alpha:float)->float:
     "$r^*$ for this calibration (the mask is $\\{\\sigma < r^*\\}$); computed from the records if `alpha` is new."
     for a, r in self.limits.items():
@@ -310,11 +306,9 @@ def limit(self:ConformalMask, alpha:float)->float:
     self.limits[float(alpha)] = r
     return r
 
-ConformalMask.limit = limit
-
-
 # %% ../nbs/07_mask.ipynb #4d00ece3
 @torch.no_grad()
+@patch
 def predict(self:ConformalMask,
             lr,                 # (3,h,w) or (B,3,h,w) low-res sRGB in [0,1]
             alpha:float=0.1,    # the risk level; must have been calibrated (or be computable from the records)
@@ -331,14 +325,13 @@ def predict(self:ConformalMask,
         pred, sigma = self.sample_sigma(lr, generator)
         mask, cells = limit_mask(sigma, r), None     # what `Calibrator.mask(sigma, alpha)` returns
         text = unit_statement(self.unit, alpha, self.unit_seen, delta)
-        if not covers(self, pred.shape[-2:]): text = _warn_size(self, pred.shape[-2:])
+        if not self.covers(pred.shape[-2:]): text = _warn_size(self, pred.shape[-2:])
     if single: pred, sigma, mask, cells = pred[0], sigma[0], mask[0], (cells[0] if cells else None)
     return Prediction(pred, mask, sigma, r, float(alpha), cells, text)
 
-ConformalMask.predict = predict
-
 # %% ../nbs/07_mask.ipynb #23b0d4f4
 @torch.no_grad()
+@patch
 def evaluate(self:ConformalMask,
              pairs,               # iterable of (lr, hr) or (lr, hr, semantic_map), as for `calibrate`
              alphas=(0.1,),       # the calibrated level(s) to evaluate
@@ -352,7 +345,7 @@ def evaluate(self:ConformalMask,
     for hr, pred, sigma, fid in _scored(self, pairs, 'evaluating', progress):
         for b in range(sigma.shape[0]):
             full, rec = psnr(hr[b], pred[b]), loss_records(sigma[b], fid[b])
-            inside = covers(self, hr.shape[-2:])
+            inside = self.covers(hr.shape[-2:])
             if not inside and outside is None: outside = tuple(hr.shape[-2:])
             for a in alphas:
                 m = limit_mask(sigma[b], rs[a])   # the mask of `predict`; its loss max{D : sigma < r*} from the records
@@ -392,8 +385,6 @@ def _evaluate_tiles(self:ConformalMask, pairs, alphas:list, rs:dict, progress:bo
                                  guaranteed=False))
             k += 1
     return rows
-
-ConformalMask.evaluate = evaluate
 
 # %% ../nbs/07_mask.ipynb #acc53346
 def _mean_se(x)->tuple:
@@ -494,12 +485,12 @@ def validate_calibration(doc:dict,          # the parsed JSON of a calibration f
         if r1 < r0: bad('limits', f"limit {r1:g} at alpha={a1:g} is below {r0:g} at the smaller alpha={a0:g}; limits grow with alpha")
     return doc
 
-
 # %% ../nbs/07_mask.ipynb #f1345596
 def _package_version()->str:
     from conformal_superres import __version__
     return __version__
 
+@patch
 def save(self:ConformalMask, path)->Path:
     "Write the calibration to a JSON file."
     if not self.limits: raise RuntimeError("nothing to save: calibrate(pairs, alphas) first")
@@ -535,6 +526,7 @@ def read_calibration(path)->dict:
                          " (the limits r* of the mask {sigma < r*}): calibrate again")
     return validate_calibration(doc, path)
 
+@patch
 def load(self:ConformalMask, path)->ConformalMask:
     "Load the limits saved by `save`; refuses a file made under a different configuration."
     doc = read_calibration(path)
@@ -557,8 +549,8 @@ def load(self:ConformalMask, path)->ConformalMask:
     self.unit_seen = doc.get('unit_seen')
     return self
 
-@classmethod
-def from_file(cls, path, model, **kwargs)->ConformalMask:
+@patch(cls_method=True)
+def from_file(cls:ConformalMask, path, model, **kwargs)->ConformalMask:
     "A `ConformalMask` for `model` configured as in the calibration file at `path`, with its limits."
     doc = read_calibration(path)
     c = doc['config']
@@ -568,5 +560,3 @@ def from_file(cls, path, model, **kwargs)->ConformalMask:
              n_samples=c['n_samples'], **kwargs)
     cm.guarantee = dict(c.get('guarantee', cm.guarantee))
     return cm.load(path)
-
-ConformalMask.save, ConformalMask.load, ConformalMask.from_file = save, load, from_file

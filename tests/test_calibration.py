@@ -90,7 +90,7 @@ def test_thresholds_meet_their_definition():
         values = np.unique(np.concatenate([s.ravel() for s in sig]).astype(np.float64))
         total = lambda t: sum(Fraction(mask_loss(s, d, t)) for s, d in zip(sig, fid)) + 3   # (n+1) R(t), exactly
         for a in edge_alphas(rng, n, 3.0):
-            t, cap = quiet(calibrate_threshold, sig, fid, a, 3.0), Fraction(float(a)) * (n + 1)
+            t, cap = quiet(calibrate_threshold, sig, fid, a, 3.0), Fraction(repr(float(a))) * (n + 1)   # alpha as written
             nxt = values[values > t]
             if t == -np.inf: assert total(values[0]) > cap or Fraction(3) > cap
             elif t == np.inf: assert total(values[-1]) <= cap
@@ -482,3 +482,35 @@ def test_too_few_images_warning_points_at_the_callers_line():
         cm.calibrate(pairs, alphas=[0.1], progress=False)
     hits = [x for x in w if 'calibration images are needed' in str(x.message)]
     assert hits and hits[0].filename == __file__ and hits[0].lineno == line, [(x.filename, x.lineno) for x in w]
+
+
+def _terminating_levels(bound:float, rng, k:int)->list:
+    "k pairs (alpha as a typed decimal string, n) with alpha = B/(n+1) exactly, n+1 = 2^a 5^b so that the decimal terminates."
+    out = []
+    while len(out) < k:
+        m = int(2 ** rng.integers(0, 7) * 5 ** rng.integers(0, 4))
+        if m < 2 or m > 2000: continue
+        q = Fraction(bound).limit_denominator(1000) / m
+        digits = 0
+        while (q * 10 ** digits).denominator != 1: digits += 1
+        out.append((f"{float(q):.{max(digits, 1)}f}", m - 1))
+    return out
+
+@pytest.mark.parametrize('bound', [3.0, 1.0])
+def test_alpha_is_the_decimal_the_user_wrote(bound):
+    "At alpha = B/(n+1) typed as a decimal, n images are exactly enough: the limit is +inf with zero losses, and -inf with n - 1."
+    from conformal_superres.calibration import min_calibration_size
+    rng = np.random.default_rng(SEED)
+    for text, n in _terminating_levels(bound, rng, 12) + [('0.075', 39), ('0.12', 24)] * (bound == 3.0):
+        alpha = float(text)
+        assert min_calibration_size(alpha, bound) == n, (text, n, SEED)
+        zero = [np.zeros((2, 3))] * n
+        assert calibrate_threshold(zero, zero, alpha, bound) == math.inf, (text, n, SEED)
+        cal = Calibrator(bound)
+        for s in zero: cal.add(s, s)
+        assert cal.limits(alpha) == math.inf, (text, n, SEED)
+        if n > 1:
+            with warnings.catch_warnings(record=True):
+                warnings.simplefilter('always')
+                assert calibrate_threshold(zero[1:], zero[1:], alpha, bound) == -math.inf, (text, n, SEED)
+        assert brute_force_threshold(zero, zero, alpha, bound, limit=True) == math.inf

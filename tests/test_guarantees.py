@@ -43,7 +43,7 @@ def test_min_calibration_size_is_the_calibration_boundary(seed):
         for a in alphas:
             n = min_calibration_size(a, B)
             closed = max(1, math.ceil(round(B / a, 9)) - 1)                  # the closed form, read to 9 decimals
-            assert n == closed or (n == closed + 1 and Fraction(B) > Fraction(a) * n), (a, B, n, seed)  # +1 only where the float64 alpha demands it
+            assert n == closed or (n == closed + 1 and Fraction(B) > Fraction(repr(a)) * n), (a, B, n, seed)  # +1 only where the decimal alpha demands it
             z = lambda m: ([rng.uniform(0, 1, (2, 3))] * m, [np.zeros((2, 3))] * m)
             with warnings.catch_warnings():
                 warnings.simplefilter('ignore')
@@ -53,7 +53,8 @@ def test_min_calibration_size_is_the_calibration_boundary(seed):
 
 def test_closed_forms():
     assert min_calibration_size(0.1, 3.0) == 29 and min_calibration_size(0.25, 3.0) == 11
-    assert min_calibration_size(0.3, 3.0) == 10   # the float64 0.3 is 0.29999999999999998890: 10 x 0.3 < 3 exactly
+    assert min_calibration_size(0.3, 3.0) == 9    # alpha as typed: 10 x 0.3 = 3 (the float64 0.3 alone would ask for 10)
+    assert min_calibration_size(0.075, 3.0) == 39 and min_calibration_size(0.12, 3.0) == 24
     assert psnr_lower_bound(0.1) == pytest.approx(20.0, abs=1e-12)
     assert psnr_lower_bound(0.001) == pytest.approx(60.0, abs=1e-12)
     assert crc_lower_bound(0.2, 99, 1.0) == pytest.approx(0.18, abs=1e-15)
