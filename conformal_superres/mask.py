@@ -246,13 +246,14 @@ def _items(self:ConformalMask, pairs, desc:str, progress:bool):
                              f"tile ({unit_name(self.unit)}); use images at least one tile large, or a smaller tile")
         yield i, lr, hr, extra
 
-def _scored(self:ConformalMask, pairs, desc:str, progress:bool, sizes:set|None=None):
+def _scored(self:ConformalMask, pairs, desc:str, progress:bool, sizes:set|None=None, draws:int=1):
     "For each calibration unit of `pairs` (an image, or one tile of each image): draw the samples and yield `(hr, prediction, sigma, fidelity map)`."
     for i, lr, hr, extra in _items(self, pairs, desc, progress):
         if self.unit['kind'] == 'tile':   # one tile of each image's layout, read with its context
             for b in range(lr.shape[0]):
-                yield self.tile_maps(lr[b:b + 1], hr[b:b + 1], None if extra is None else extra[b:b + 1],
-                                     calibration_tile(self.seed, lr[b], self.unit['size'] // self.scale))
+                for k in range(draws):
+                    yield self.tile_maps(lr[b:b + 1], hr[b:b + 1], None if extra is None else extra[b:b + 1],
+                                         calibration_tile(self.seed, lr[b], self.unit['size'] // self.scale, k))
             continue
         if sizes is not None: sizes.update([tuple(hr.shape[-2:])])
         pred, sigma = _sample_sigma(self, lr, None)   # lr is validated above: not again
@@ -269,6 +270,7 @@ def calibrate(self:ConformalMask,
               store=None,          # record-store folder: a stopped run resumes from it (engine 'local' or 'ray')
               guarantee:str='expected', # 'expected' (Theorem 2.1) or 'high-probability' (risk <= alpha with probability >= 1 - delta)
               delta:float=0.1,     # failure probability of the 'high-probability' guarantee
+              tiles_per_image:int=1, # with a tile unit: calibration tiles drawn from each image (1: the exact statement; see `tiling`)
               **scale_options,     # more options of `conformal_superres.at_scale.calibrator_at_scale` (address, band_rows, ...)
              )->dict:              # {alpha: r*}
     "Calibrate the limit $r^*$ on calibration pairs (Theorem 2.1, or the high-probability rule), streaming image by image."
@@ -276,12 +278,15 @@ def calibrate(self:ConformalMask,
         raise ValueError(f"guarantee={guarantee!r}: use 'expected' (Theorem 2.1) or 'high-probability' (with delta)")
     if guarantee == 'high-probability' and not 0 < delta < 1: raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
     self.guarantee = dict(kind=guarantee, delta=float(delta) if guarantee == 'high-probability' else None)
+    if not isinstance(tiles_per_image, int) or tiles_per_image < 1 or (tiles_per_image > 1 and self.unit['kind'] != 'tile'):
+        raise ValueError(f"tiles_per_image={tiles_per_image!r}: a positive integer, above 1 only with a tile unit (ConformalMask(..., tile=T))")
     if engine is not None or store is not None:
+        if tiles_per_image != 1: raise ValueError("tiles_per_image > 1 calibrates in this process: leave out engine and store (at scale: one tile per image)")
         cal = calibrator_at_scale(self, pairs, store=store, engine=engine or 'local', workers=workers, progress=progress, **scale_options)
         sizes = None
     else:
         cal, sizes = Calibrator(bound=self.bound), set()
-        for hr, pred, sigma, fid in _scored(self, pairs, 'calibrating', progress, sizes):
+        for hr, pred, sigma, fid in _scored(self, pairs, 'calibrating', progress, sizes, tiles_per_image):
             for b in range(sigma.shape[0]): cal.add(sigma[b], fid[b])
     if cal.n == 0: raise ValueError("the calibration set is empty: pass at least one (lr, hr) pair")
     self.calibrator, self._n, self.limits = cal, cal.n, {}

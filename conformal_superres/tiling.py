@@ -178,8 +178,9 @@ def unit_tiles(h:int, w:int,   # the image's low-res size, at least t on each si
             for x0, x1, tx in _axis_cells(w, t, offset[1] % t)]
 
 # %% ../nbs/06d_tiling.ipynb #f1a7749f
-def _unit_rng(seed:int, lr:Tensor)->np.random.Generator:
-    return np.random.default_rng([image_seed(seed, lr), 0x756e6974])   # 'unit': a stream apart from the sampling generator
+def _unit_rng(seed:int, lr:Tensor, draw:int=0)->np.random.Generator:
+    key = [image_seed(seed, lr), 0x756e6974] + ([int(draw)] if draw else [])   # 'unit': a stream apart from the sampling generator
+    return np.random.default_rng(key)
 
 def unit_offset(seed:int,  # the mask's seed
                 lr:Tensor, # the low-res image (3,h,w)
@@ -193,9 +194,11 @@ def image_tiles(seed:int, lr:Tensor, t:int)->list[Tile]:
     "The layout `unit_tiles` of this image at its `unit_offset`."
     return unit_tiles(*lr.shape[-2:], t, unit_offset(seed, lr, t))
 
-def calibration_tile(seed:int, lr:Tensor, t:int)->Tile:
-    "The one tile of the image's layout that calibration uses: uniform over the layout, drawn after the offset."
-    g = _unit_rng(seed, lr)
+def calibration_tile(seed:int, lr:Tensor, t:int,
+                     draw:int=0,  # several tiles of one image: draw k takes its own offset and tile
+                    )->Tile:
+    "The tile of the image's layout that calibration uses: uniform over the layout, drawn after the offset (draw 0: the prediction layout's offset)."
+    g = _unit_rng(seed, lr, draw)
     oy, ox = g.integers(0, t, 2)
     tiles = unit_tiles(*lr.shape[-2:], t, (int(oy), int(ox)))
     return tiles[int(g.integers(0, len(tiles)))]
