@@ -16,7 +16,7 @@ from pathlib import Path
 try: import conformal_superres
 except ModuleNotFoundError: sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 import torch
-from conformal_superres.cli.main import run_demo
+from conformal_superres.cli.demo import run_demo
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import Measure
 

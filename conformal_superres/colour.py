@@ -12,20 +12,27 @@ from torch import Tensor
 from ._kernels import run_tasks, kernel_band_rows, row_chunks, scratch_buffers, fit_buffers, jit_kernel, launch_kernel, cpu_array, use_numba
 
 # %% auto #0
-__all__ = ['LAB_AFFINE', 'checked_batch', 'as_image_batch', 'work_dtype', 'lab_kernel', 'lab_row', 'rgb_to_lab', 'lab_to_rgb',
-           'normalised_lab', 'normalised_lab_to_rgb']
+__all__ = ['SPACES', 'LAB_AFFINE', 'checked_batch', 'as_image_batch', 'ValueRange', 'range_from_config', 'as_space', 'work_dtype',
+           'lab_kernel', 'lab_row', 'rgb_to_lab', 'lab_to_rgb', 'normalised_lab', 'normalised_lab_to_rgb']
 
 # %% ../nbs/01_colour.ipynb #a402ad36
-def checked_batch(x, name:str='image', tol:float=1e-4)->Tensor:
-    "The checks of `as_image_batch`, without the clamp: a (B,3,H,W) view of `x` (one pass over the values)."
+def checked_batch(x, name:str='image', tol:float=1e-4, channels:int|None=3)->Tensor:
+    "The checks of `as_image_batch`, without the clamp: a (B,C,H,W) view of `x` (one pass over the values)."
     if isinstance(x, np.ndarray): x = torch.from_numpy(x)
     if not isinstance(x, Tensor): raise TypeError(f"{name}: expected a torch.Tensor or numpy array, got {type(x).__name__}")
+    if channels != 3 and not x.is_floating_point():
+        raise TypeError(f"{name} has dtype {x.dtype}; pass float values in [0,1]: normalise them with a ValueRange "
+                        "(e.g. ValueRange(0, 65535).normalise(x) for 16-bit data)")
     if x.dtype == torch.uint8:
         raise TypeError(f"{name} is uint8 (0..255); this package takes float sRGB in [0,1]: pass x.float()/255")
     if not x.is_floating_point():
         raise TypeError(f"{name} has dtype {x.dtype}; pass float sRGB values in [0,1]")
     if x.ndim == 3: x = x[None]
-    if x.ndim != 4 or x.shape[1] != 3:
+    if channels != 3 and (x.ndim != 4 or (channels is not None and x.shape[1] != channels)):
+        c = 'C' if channels is None else channels
+        raise ValueError(f"{name} has shape {tuple(x.shape)}; expected ({c},H,W) or (B,{c},H,W) with channels first"
+                         f" (for an (H,W) image use x[None], for (H,W,C) x.permute(2,0,1))")
+    if channels == 3 and (x.ndim != 4 or x.shape[1] != 3):
         raise ValueError(f"{name} has shape {tuple(x.shape)}; expected (3,H,W) or (B,3,H,W) with channels first"
                          " (for an (H,W,3) array use x.permute(2,0,1))")
     if x.numel() == 0: raise ValueError(f"{name} has shape {tuple(x.shape)}: it has no pixels")
@@ -41,9 +48,66 @@ def checked_batch(x, name:str='image', tol:float=1e-4)->Tensor:
 def as_image_batch(x,                 # image(s): tensor or array, (3,H,W) or (B,3,H,W), float sRGB in [0,1]
                    name:str='image',  # what to call it in error messages
                    tol:float=1e-4,    # how far outside [0,1] a value may lie (rounding of model outputs)
-                  )->Tensor:          # (B,3,H,W) floating tensor, values clamped into [0,1]
-    "Validate an sRGB image batch and return it as a `(B,3,H,W)` float tensor."
-    return checked_batch(x, name, tol).clamp(0, 1)
+                   channels:int|None=3, # C: 3 for sRGB photos; another count, or None for any, for normalised intensities
+                  )->Tensor:          # (B,C,H,W) floating tensor, values clamped into [0,1]
+    "Validate an sRGB image batch (or, with `channels`, a batch of normalised intensities) as a `(B,C,H,W)` float tensor."
+    return checked_batch(x, name, tol, channels).clamp(0, 1)
+
+# %% ../nbs/01_colour.ipynb #3eac280b
+class ValueRange:
+    "The values of the data that become 0 and 1: a file's full range (0..65535) or a window (a CT window in HU)."
+    def __init__(self,
+                 lo:float,       # the value that becomes 0 (e.g. -160 HU, or 0)
+                 hi:float,       # the value that becomes 1 (e.g. 240 HU, or 65535)
+                 units:str='',   # the name of the units, for reports ('HU', 'counts', 'reflectance')
+                ):
+        lo, hi = float(lo), float(hi)
+        if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+            raise ValueError(f"a value range needs finite lo < hi, got lo={lo}, hi={hi}")
+        self.lo, self.hi, self.units = lo, hi, str(units)
+
+    @classmethod
+    def window(cls, center:float, width:float, units:str='HU')->'ValueRange':
+        "The range of a display window (DICOM's WindowCenter and WindowWidth)."
+        if not float(width) > 0: raise ValueError(f"a window needs a positive width, got {width}")
+        return cls(float(center) - float(width) / 2, float(center) + float(width) / 2, units)
+
+    @property
+    def width(self)->float: return self.hi - self.lo
+    def normalise(self, x)->Tensor:
+        "Values in the data's units to float [0,1] (float64 input stays float64, others become float32), clipped to the range."
+        x = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
+        x = x.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+        return ((x - self.lo) / self.width).clamp_(0, 1)
+    def to_units(self, v)->Tensor:
+        "Normalised values back to the data's units."
+        return torch.as_tensor(v) * self.width + self.lo
+    def config(self)->dict: return {'lo': self.lo, 'hi': self.hi, 'units': self.units}
+    def __repr__(self): return f"ValueRange({self.lo:g}, {self.hi:g}" + (f", {self.units!r})" if self.units else ")")
+    def __eq__(self, other): return isinstance(other, ValueRange) and self.config() == other.config()
+    def __hash__(self): return hash(repr(self))
+
+def range_from_config(config, # `ValueRange.config()`, a `ValueRange`, a pair (lo, hi), or None
+                     )->ValueRange|None:
+    "The `ValueRange` a configuration describes (None stays None)."
+    if config is None or isinstance(config, ValueRange): return config
+    if isinstance(config, dict):
+        unknown = set(config) - {'lo', 'hi', 'units'}
+        if unknown or not {'lo', 'hi'} <= set(config):
+            raise ValueError(f"a value range is {{'lo': ..., 'hi': ..., 'units': ...}}, got {config!r}")
+        return ValueRange(config['lo'], config['hi'], config.get('units', ''))
+    if isinstance(config, (tuple, list)) and len(config) == 2: return ValueRange(*config)
+    raise ValueError(f"a value range is a ValueRange, a pair (lo, hi) or its config, got {config!r}")
+
+# %% ../nbs/01_colour.ipynb #ffb6d4cf
+SPACES = ('lab', 'linear')
+
+def as_space(space:str, # 'lab' (sRGB photos, normalised CIELAB) or 'linear' (normalised intensities, any C)
+            )->str:
+    "The space's name, checked."
+    if space not in SPACES:
+        raise ValueError(f"space={space!r}: use 'lab' for sRGB photos or 'linear' for intensities (grey, 16-bit, medical, multi-band)")
+    return space
 
 # %% ../nbs/01_colour.ipynb #c067b9a7
 _XYZ_FROM_RGB = ((0.412453, 0.357580, 0.180423),

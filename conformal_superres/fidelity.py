@@ -8,12 +8,13 @@ import math
 import numpy as np
 import torch
 from torch import Tensor
-from .colour import as_image_batch, normalised_lab
+from .colour import as_image_batch, normalised_lab, ValueRange, range_from_config
 from .filters import Kernel, lowpass
 
 # %% auto #0
 __all__ = ['FIDELITIES', 'image_pair', 'FidelityMetric', 'Pointwise', 'Neighbourhood', 'SmoothedError', 'RGBPointwise',
-           'Semantic', 'fidelity_from_config', 'from_registry', 'ChromaNeighbourhood', 'psnr']
+           'Semantic', 'fidelity_from_config', 'from_registry', 'ChromaNeighbourhood', 'intensity_pair', 'Intensity',
+           'psnr', 'psnr_bound']
 
 # %% ../nbs/03_fidelity.ipynb #4aeac4c0
 def image_pair(y,     # true high-resolution image(s) Y: (3,H,W) or (B,3,H,W), sRGB in [0,1]
@@ -32,6 +33,7 @@ class FidelityMetric:
     "Base of the fidelity metrics: `name`, `bound` B, `config()`, and `__call__(y, yhat) -> (B,H,W)` in [0, B]."
     name:str = ''
     bound:float = 3.0
+    space:str = 'lab'   # where it compares images: 'lab' (sRGB photos) or 'linear' (normalised intensities)
     def config(self)->dict: return {'name': self.name}
     def __repr__(self):
         args = ', '.join(f"{k}={v!r}" for k, v in self.config().items() if k != 'name')
@@ -142,6 +144,51 @@ class ChromaNeighbourhood(_Windowed):
 
 FIDELITIES[ChromaNeighbourhood.name] = ChromaNeighbourhood
 
+# %% ../nbs/03_fidelity.ipynb #21e62925
+def intensity_pair(y,     # true image(s) Y: (C,H,W) or (B,C,H,W), normalised intensities in [0,1]
+                   yhat,  # generated image(s) Yhat, same shape
+                   channels:int|None=None, # the number of channels they must have (None: any)
+                  )->tuple[Tensor, Tensor]: # both as (B,C,H,W), same dtype and device
+    "Validate a pair `(Y, Yhat)` of normalised intensity batches."
+    y, yhat = as_image_batch(y, 'y (true image)', channels=channels), as_image_batch(yhat, 'yhat (generated image)', channels=channels)
+    if y.shape != yhat.shape:
+        raise ValueError(f"y and yhat differ in shape: {tuple(y.shape)} vs {tuple(yhat.shape)}; "
+                         "compare the generated image with the true image of the same size, crop and bands")
+    dt = torch.promote_types(y.dtype, yhat.dtype)
+    return y.to(dt), yhat.to(device=y.device, dtype=dt)
+
+class Intensity(FidelityMetric):
+    "D_p = w * reduce_c |((Y - Yhat) * K)_pc| on normalised intensities, w the width of the value range; B = w (C w for a sum)."
+    name, space = 'intensity', 'linear'
+    def __init__(self,
+                 kernel:Kernel|str|None=None,  # window K ('box:5', 'gaussian:2.0'); None: pointwise
+                 value_range=None,             # `ValueRange` (or its config, or (lo, hi)) the images were normalised with; None: w = 1
+                 bands:str='max',              # how channels combine: 'max' (worst band), 'mean', or 'sum'
+                 channels:int|None=None,       # C; needed for bands='sum' (B = C w), checked on every pair when given
+                ):
+        self.kernel = None if kernel is None or Kernel.parse(kernel).is_identity else Kernel.parse(kernel)
+        self.value_range = range_from_config(value_range)
+        if bands not in ('max', 'mean', 'sum'): raise ValueError(f"bands={bands!r}: use 'max', 'mean' or 'sum'")
+        if bands == 'sum' and channels is None: raise ValueError("bands='sum' has the bound B = C w: give channels=C")
+        if channels is not None and (int(channels) != channels or channels < 1): raise ValueError(f"channels must be a positive integer, not {channels!r}")
+        self.bands, self.channels = bands, None if channels is None else int(channels)
+        width = 1.0 if self.value_range is None else self.value_range.width
+        self.bound = width * (self.channels if bands == 'sum' else 1)
+    def config(self):
+        return {'name': self.name, 'kernel': None if self.kernel is None else str(self.kernel),
+                'value_range': None if self.value_range is None else self.value_range.config(),
+                'bands': self.bands, 'channels': self.channels}
+    @property
+    def units(self)->str: return '' if self.value_range is None else self.value_range.units
+    def __call__(self, y, yhat)->Tensor:
+        y, yhat = intensity_pair(y, yhat, self.channels)
+        e = lowpass(y - yhat, self.kernel).abs()
+        e = e.amax(1) if self.bands == 'max' else e.mean(1) if self.bands == 'mean' else e.sum(1)
+        width = 1.0 if self.value_range is None else self.value_range.width
+        return (e * width).clamp(0, self.bound)
+
+FIDELITIES[Intensity.name] = Intensity
+
 # %% ../nbs/03_fidelity.ipynb #ed809b54
 def psnr(y:Tensor, yhat:Tensor, mask:Tensor|None=None)->float:
     "PSNR in dB (peak 1) of `yhat` against `y`, `(3,H,W)` each, over the pixels of `mask` (NaN if it is empty)."
@@ -152,3 +199,14 @@ def psnr(y:Tensor, yhat:Tensor, mask:Tensor|None=None)->float:
     mse = float(se.mean())
     return float('inf') if mse == 0 else -10 * math.log10(mse)
 
+
+# %% ../nbs/03_fidelity.ipynb #6883266b
+def psnr_bound(metric:FidelityMetric, # the fidelity metric the mask was calibrated with
+               alpha:float,           # the risk level, in the metric's units
+              )->float|None:          # dB, or None where the metric implies no bound
+    "Proposition 3.1: the bound on the expected PSNR (peak 1) inside the mask, where the metric bounds per-pixel errors."
+    if isinstance(metric, RGBPointwise): return -20 * math.log10(alpha)
+    if isinstance(metric, Intensity) and metric.kernel is None and metric.bands == 'max':
+        w = 1.0 if metric.value_range is None else metric.value_range.width
+        return -20 * math.log10(alpha / w)
+    return None

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .colour import as_image_batch
+from .colour import as_image_batch, range_from_config
 from .fidelity import Neighbourhood, Semantic, fidelity_from_config, psnr
 from .uncertainty import Uncertainty, uncertainty_from_config
 from .calibration import Calibrator, limit_mask, loss_records, min_calibration_size
@@ -26,8 +26,9 @@ from .tiling import Tile, calibration_tile, context_halo, image_tiles
 import warnings
 
 # %% auto #0
-__all__ = ['FORMAT', 'FORMAT_VERSION', 'Prediction', 'unit_config', 'unit_name', 'unit_statement', 'ConformalMask', 'UnitWarning',
-           'summarise', 'CalibrationFileError', 'validate_calibration', 'read_calibration']
+__all__ = ['FORMAT', 'FORMAT_VERSION', 'Prediction', 'unit_config', 'unit_name', 'unit_statement', 'ConformalMask', 'data_space',
+           'check_input', 'UnitWarning', 'summarise', 'CalibrationFileError', 'validate_calibration',
+           'read_calibration']
 
 # %% ../nbs/07_mask.ipynb #d4963d11
 @dataclass
@@ -89,6 +90,7 @@ class ConformalMask:
                  seed:int=0,                 # with each image's content, the seed of that image's sampling generator
                  sample_batch:int=4,         # samples drawn per model call when the model has `sample`
                  task=None,                  # a `tasks.Task` or its name; None: the model's `task`, else x`model.scale` super-resolution
+                 channels:int|None=None,     # C of the data: 3 for sRGB photos; for intensities None reads it from the first calibration pair
                  tile:int|None=None,         # the calibration unit: tiles of `tile` x `tile` high-res pixels (a multiple of the scale); None: whole images
                 ):
         if n_samples < 2: raise ValueError(f"n_samples={n_samples}: the uncertainty needs at least 2 samples per image")
@@ -97,6 +99,7 @@ class ConformalMask:
         self.scale = self.task.scale
         self.uncertainty = uncertainty if uncertainty is not None else Uncertainty(kernel='box:5')
         self.fidelity = fidelity if fidelity is not None else Neighbourhood('box:5')
+        self.space, self.channels = data_space(self.uncertainty, self.fidelity, channels)   # 'lab' and 3 for photos
         self.calibrator, self.limits, self._n = None, {}, 0
         self.unit, self.unit_seen = unit_config(tile, self.scale), None   # `unit_seen`: the sizes whole-image calibration saw
         self.guarantee = dict(kind='expected', delta=None)   # set by `calibrate`; 'high-probability' carries its delta
@@ -105,7 +108,7 @@ class ConformalMask:
         "Everything that must agree between calibration and prediction for the guarantee to hold."
         return dict(model=model_name(self.model), task=self.task.config(), scale=self.scale, n_samples=self.n_samples,
                     uncertainty=self.uncertainty.config(), fidelity=self.fidelity.config(),
-                    guarantee=dict(self.guarantee), unit=dict(self.unit))
+                    guarantee=dict(self.guarantee), unit=dict(self.unit)) | ({} if self.space == 'lab' else {'data': _data_config(self)})
 
     @property
     def bound(self)->float: return float(self.fidelity.bound)
@@ -120,14 +123,80 @@ class ConformalMask:
         return (f"ConformalMask({model_name(self.model)}, {what}, M={self.n_samples}, "
                 f"uncertainty={self.uncertainty.config()}, fidelity={self.fidelity.config()}, n={self.n})")
 
+# %% ../nbs/07_mask.ipynb #0a113f83
+def data_space(uncertainty, # the mask's uncertainty estimator
+               fidelity,    # its fidelity metric
+               channels:int|None=None, # the channel count asked for (None: 3 for photos, else from the data)
+              )->tuple:     # (space, channels)
+    "The space ('lab' or 'linear') and the channel count C of a mask's data, checked for agreement."
+    us, fs = getattr(uncertainty, 'space', 'lab'), getattr(fidelity, 'space', 'lab')
+    if us != fs:
+        raise ValueError(f"the uncertainty works in the space {us!r} but the fidelity metric {fidelity!r} in {fs!r}; use one space: "
+                         "'lab' for sRGB photos (the default metrics), 'linear' for intensities (Uncertainty(..., space='linear') "
+                         "with fidelity.Intensity)")
+    if channels is not None and (isinstance(channels, bool) or int(channels) != channels or channels < 1):
+        raise ValueError(f"channels must be a positive integer, not {channels!r}")
+    if fs == 'lab':
+        if channels not in (None, 3):
+            raise ValueError(f"channels={channels}: sRGB photos (space 'lab') have 3 channels; for {channels}-channel data use "
+                             "the 'linear' space: Uncertainty(..., space='linear') and fidelity.Intensity")
+        return 'lab', 3
+    own = getattr(fidelity, 'channels', None)
+    if channels is not None and own is not None and own != channels:
+        raise ValueError(f"channels={channels} but the fidelity metric {fidelity!r} is for {own} channels")
+    return 'linear', int(channels) if channels is not None else own
+
+def _data_config(self:ConformalMask)->dict:
+    "What a calibration records of the data: space, channel count and value range (None: normalised units)."
+    vr = getattr(self.fidelity, 'value_range', None)
+    return dict(space=self.space, channels=self.channels, value_range=None if vr is None else vr.config())
+
+def _data_batch(self:ConformalMask, x, name:str)->Tensor:
+    "An image batch validated for this mask: sRGB for photos; for intensities any C until calibrated, then C."
+    if self.space == 'lab': return as_image_batch(x, name=name)
+    x = as_image_batch(x, name=name, channels=None)
+    if self.channels is not None and x.shape[1] != self.channels:
+        raise ValueError(f"{name} has {x.shape[1]} channel(s), but this mask is for {self.channels}-channel data; give "
+                         f"{self.channels}-channel images, or calibrate a mask for {x.shape[1]}-channel data")
+    return x
+
+def check_input(self:ConformalMask,
+                value_range,           # the `ValueRange` the data were normalised with by its reader (None: none)
+                channels:int,          # its channel count
+                name:str,              # the file, for the message
+               ):
+    "Refuse data read with another channel count or value range than this mask's calibration, naming the file."
+    mine = getattr(self.fidelity, 'value_range', None)
+    if self.channels is not None and channels != self.channels:
+        raise ValueError(f"{name} has {channels} channel(s), but the calibration is for {self.channels}-channel data; "
+                         "give it images of the calibration's kind, or calibrate again on such images")
+    if self.space == 'linear' and value_range != mine:
+        raise ValueError(f"{name} was read with the value range {value_range!r}, but the calibration is for {mine!r}; read it "
+                         "with the calibration's range (or window), or calibrate again for this range")
+
+ConformalMask.check_input = check_input
+
+def _validate_data(cfg:dict, metric, bad):
+    "The checks of `config.data` in a calibration file (`bad(field, why)` raises)."
+    data = cfg['data']
+    if not isinstance(data, dict) or data.get('space') != 'linear': bad('config.data', f"{data!r} is not {{'space': 'linear', 'channels': C, 'value_range': ...}}")
+    c = data.get('channels')
+    if not isinstance(c, int) or isinstance(c, bool) or c < 1: bad('config.data.channels', f"{c!r} is not a channel count (an integer >= 1)")
+    try: vr = range_from_config(data.get('value_range'))
+    except (TypeError, ValueError) as e: bad('config.data.value_range', str(e))
+    if getattr(metric, 'space', 'lab') != 'linear': bad('config.fidelity', f"{cfg['fidelity']!r} is a metric of sRGB photos, but config.data is of intensities")
+    if vr != getattr(metric, 'value_range', None): bad('config.data.value_range', f"{vr!r} differs from the fidelity metric's range")
+    if cfg['uncertainty'].get('space', 'lab') != 'linear': bad('config.uncertainty.space', "intensities need the 'linear' space")
+
 # %% ../nbs/07_mask.ipynb #f858ff0c
 def _lr_batch(self:ConformalMask, lr)->Tensor:
-    return as_image_batch(lr, name='low-res image')
+    return _data_batch(self, lr, 'low-res image')
 
 def _draw(self:ConformalMask, lr:Tensor, generator:torch.Generator)->tuple:
     "Samples of a validated batch from one generator, streamed into the uncertainty estimator."
     first = []
-    sigma = self.uncertainty(sample_chunks(self.model, lr, self.n_samples, generator, self.sample_batch, first))
+    c = 3 if self.space == 'lab' else lr.shape[1]
+    sigma = self.uncertainty(sample_chunks(self.model, lr, self.n_samples, generator, self.sample_batch, first, channels=c))
     pred = own_prediction(self.model, lr, first[0])
     want = self.task.output_size(lr.shape[-2:])
     if tuple(pred.shape[-2:]) != want:
@@ -153,7 +222,7 @@ def sample_sigma(self:ConformalMask,
     "Draw $M$ samples, stream them into the uncertainty estimator, keep the first as the prediction."
     return _sample_sigma(self, _lr_batch(self, lr), generator)
 
-# %% ../nbs/07_mask.ipynb #1b9b7d20
+# %% ../nbs/07_mask.ipynb #02deaa33
 def _tile_crop(self:ConformalMask, lr:Tensor, tile:Tile, generator=None)->tuple:
     "Prediction and sigma of the tile's context crop of `lr` (a batch of one), its crop box and the tile's slices inside it."
     a0, a1, b0, b1 = tile.context(*lr.shape[-2:], context_halo(self))
@@ -192,7 +261,7 @@ def iter_tiles(self:ConformalMask,
         sg = sigma[0, rows, cols]
         yield (y0 * s, y1 * s, x0 * s, x1 * s), pred[0][:, rows, cols], sg, limit_mask(sg, limit)
 
-# %% ../nbs/07_mask.ipynb #4f975e15
+# %% ../nbs/07_mask.ipynb #98fe518d
 class UnitWarning(UserWarning):
     "A prediction or evaluation outside the calibration unit: the guarantee does not cover it."
 
@@ -226,7 +295,7 @@ def _predict_tiles(self:ConformalMask, lr:Tensor, r:float, generator)->tuple:
     for b in range(lr.shape[0]):
         out, cs = None, []
         for (y0, y1, x0, x1), p, sg, m in self.iter_tiles(lr[b:b + 1], r, generator):
-            if out is None: out = (p.new_empty(3, H, W), sg.new_empty(H, W), torch.empty(H, W, dtype=torch.bool, device=sg.device))
+            if out is None: out = (p.new_empty(p.shape[0], H, W), sg.new_empty(H, W), torch.empty(H, W, dtype=torch.bool, device=sg.device))
             out[0][:, y0:y1, x0:x1], out[1][y0:y1, x0:x1], out[2][y0:y1, x0:x1] = p, sg, m
             cs.append((y0, y1, x0, x1))
         preds.append(out[0]); sigmas.append(out[1]); masks.append(out[2]); cells.append(cs)
@@ -238,8 +307,9 @@ def _items(self:ConformalMask, pairs, desc:str, progress:bool):
     total = len(pairs) if hasattr(pairs, '__len__') else None
     for i, item in enumerate(tqdm(pairs, total=total, desc=desc, disable=not progress)):
         lr, hr, extra = unpack_item(item, f'calibration item {i}')
-        lr, hr = _lr_batch(self, lr), as_image_batch(hr, name=f'high-res image of pair {i}')
-        check_pair(self.task, lr, hr, f'pair {i}')
+        lr, hr = _lr_batch(self, lr), _data_batch(self, hr, f'high-res image of pair {i}')
+        if self.channels is None: self.channels = lr.shape[1]   # intensities: the first pair says C
+        check_pair(self.task, lr, hr, f'pair {i}', channels=3 if self.space == 'lab' else lr.shape[1])
         if extra is not None and getattr(extra, 'ndim', 3) == 2: extra = extra[None]
         if self.unit['kind'] == 'tile' and min(lr.shape[-2:]) < (t := self.unit['size'] // self.scale):
             raise ValueError(f"pair {i}: the low-res image is {tuple(lr.shape[-2:])}, smaller than the unit's {t}x{t} low-res "
@@ -280,8 +350,11 @@ def calibrate(self:ConformalMask,
     self.guarantee = dict(kind=guarantee, delta=float(delta) if guarantee == 'high-probability' else None)
     if not isinstance(tiles_per_image, int) or tiles_per_image < 1 or (tiles_per_image > 1 and self.unit['kind'] != 'tile'):
         raise ValueError(f"tiles_per_image={tiles_per_image!r}: a positive integer, above 1 only with a tile unit (ConformalMask(..., tile=T))")
+    if (engine is not None or store is not None) and tiles_per_image != 1:
+        raise ValueError("tiles_per_image > 1 calibrates in this process: leave out engine and store (at scale: one tile per image)")
+    if (engine is not None or store is not None) and self.space != 'lab':
+        raise ValueError("engine= and store= (conformal_superres.at_scale) calibrate sRGB photos; calibrate intensities without them")
     if engine is not None or store is not None:
-        if tiles_per_image != 1: raise ValueError("tiles_per_image > 1 calibrates in this process: leave out engine and store (at scale: one tile per image)")
         cal = calibrator_at_scale(self, pairs, store=store, engine=engine or 'local', workers=workers, progress=progress, **scale_options)
         sizes = None
     else:
@@ -452,6 +525,8 @@ def validate_calibration(doc:dict,          # the parsed JSON of a calibration f
         bad('config.guarantee', f"{g!r} is not {{'kind': 'expected' or 'high-probability', 'delta': ...}}")
     if g['kind'] == 'high-probability' and not (isinstance(g.get('delta'), (int, float)) and not isinstance(g.get('delta'), bool) and 0 < g['delta'] < 1):
         bad('config.guarantee.delta', f"{g.get('delta')!r} is not a failure probability in (0, 1)")
+    if 'data' in cfg: _validate_data(cfg, metric, bad)
+    elif getattr(metric, 'space', 'lab') != 'lab': bad('config.data', "missing: a calibration of intensities records their space, channels and range")
     u = cfg.get('unit', dict(kind='whole'))   # files written before the unit was recorded: whole images
     if not isinstance(u, dict) or u.get('kind') not in ('tile', 'whole'):
         bad('config.unit', f"{u!r} is not {{'kind': 'tile', 'size': <px>}} or {{'kind': 'whole'}}")
@@ -489,6 +564,7 @@ def validate_calibration(doc:dict,          # the parsed JSON of a calibration f
     for (a0, r0), (a1, r1) in zip(seen, seen[1:]):
         if r1 < r0: bad('limits', f"limit {r1:g} at alpha={a1:g} is below {r0:g} at the smaller alpha={a0:g}; limits grow with alpha")
     return doc
+
 
 # %% ../nbs/07_mask.ipynb #f1345596
 def _package_version()->str:
@@ -539,6 +615,7 @@ def load(self:ConformalMask, path)->ConformalMask:
     if theirs != mine:
         raise CalibrationFileError(f"{path} was calibrated for the task {theirs} but this object does {mine}: a calibration holds only "
                                    "for inputs made as in calibration; calibrate again for this task, or load it for its own task")
+    if self.space == 'linear' and self.channels is None: self.channels = doc['config'].get('data', {}).get('channels')
     unit = doc['config'].get('unit', dict(kind='whole'))
     if unit != self.unit:
         raise CalibrationFileError(f"{path} was calibrated with the unit {unit_name(unit)} but this object uses the unit {unit_name(self.unit)}: "

@@ -36,17 +36,18 @@ def sample_chunks(model,                       # the model (see `conformal_super
                   chunk:int,                   # samples per model call (at most)
                   first:list|None=None,        # if given, receives the first sample (clamped to [0,1])
                   one_by_one:bool=False,       # a model without `sample` is called once per sample anyway: chunks of 1
-                 ):                            # yields `(m,B,3,H,W)` tensors, `1 <= m <= chunk`
+                  channels:int=3,              # C of the samples: 3 for sRGB photos, the data's for intensities
+                 ):                            # yields `(m,B,C,H,W)` tensors, `1 <= m <= chunk`
     "The model's $M$ samples of `lr` in chunks, layout-checked, in the order every caller draws them."
     if one_by_one and not hasattr(model, 'sample') and not hasattr(model, 'iter_samples'): chunk = 1
     if hasattr(model, 'iter_samples'): chunks = model.iter_samples(lr, n_samples, generator, chunk)
     else: chunks = (draw_samples(model, lr, min(chunk, n_samples - d), generator) for d in range(0, n_samples, chunk))
     done = 0
     for s in chunks:
-        if not isinstance(s, Tensor) or s.ndim != 5 or s.shape[1] != lr.shape[0] or s.shape[2] != 3 or not 1 <= len(s) <= chunk:
+        if not isinstance(s, Tensor) or s.ndim != 5 or s.shape[1] != lr.shape[0] or s.shape[2] != channels or not 1 <= len(s) <= chunk:
             got = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
             raise ValueError(f"model {model_name(model)!r} returned samples {got} for a low-res batch {tuple(lr.shape)}; "
-                             f"expected a tensor (m, {lr.shape[0]}, 3, H, W) with 1 <= m <= {chunk}")
+                             f"expected a tensor (m, {lr.shape[0]}, {channels}, H, W) with 1 <= m <= {chunk}")
         if first is not None and not first: first.append(s[0].clamp(0, 1))
         done += len(s)
         yield s
@@ -76,9 +77,10 @@ def check_pair(task,      # the task (`conformal_superres.tasks`)
                lr:Tensor, # validated input batch
                hr:Tensor, # validated true output batch
                what:str,  # how messages name the pair, e.g. 'pair 3'
+               channels:int=3, # C of the data
               ):
     "Refuse a pair whose true output does not have the size the task gives its input."
-    want = (lr.shape[0], 3, *task.output_size(lr.shape[-2:]))
+    want = (lr.shape[0], channels, *task.output_size(lr.shape[-2:]))
     if tuple(hr.shape) == want: return
     if not isinstance(task, SuperResolution):
         raise ValueError(f"{what}: the true output is {tuple(hr.shape)} but the input {tuple(lr.shape)} under the task "

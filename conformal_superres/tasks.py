@@ -70,8 +70,8 @@ def degrade(hr:Tensor,               # (3,H,W) or (B,3,H,W) float in [0,1]; H an
             jpeg_quality:int|None=None, # re-encode the low-res image as JPEG at this quality (1..100); None: no JPEG
            )->Tensor:                 # (3,H/scale,W/scale) or (B,3,H/scale,W/scale), same dtype
     "The low-res image: antialiased bicubic downsampling by `scale`, clamped to [0,1], optionally JPEG-compressed."
-    if hr.ndim not in (3, 4) or hr.shape[-3] != 3:
-        raise ValueError(f"hr has shape {tuple(hr.shape)}; expected (3,H,W) or (B,3,H,W)")
+    if hr.ndim not in (3, 4) or (hr.shape[-3] != 3 and jpeg_quality is not None):   # any C (grey, bands); JPEG for sRGB only
+        raise ValueError(f"hr has shape {tuple(hr.shape)}; expected (3,H,W) or (B,3,H,W)" + ("" if hr.ndim in (3, 4) else " (or C channels)"))
     h, w = hr.shape[-2:]
     if h % scale or w % scale:
         raise ValueError(f"hr is {h}x{w}, not a multiple of scale {scale}; use crop_to_multiple(hr, {scale}) first")

@@ -11,11 +11,12 @@ import torch
 from torch import Tensor
 import numba
 from ._kernels import kernel_band_rows, row_chunks, scratch_buffers, fit_buffers, run_tasks, jit_kernel, cpu_array, launch_kernel, use_numba
-from .colour import checked_batch, work_dtype, lab_kernel, lab_row, LAB_AFFINE
-from .filters import Kernel, box_maps_, gaussian_maps_, accumulation_dtype
+from .colour import checked_batch, work_dtype, lab_kernel, lab_row, LAB_AFFINE, as_image_batch, as_space
+from .filters import Kernel, box_maps_, gaussian_maps_, accumulation_dtype, lowpass
 
 # %% auto #0
-__all__ = ['iter_samples', 'LabMoments', 'patch_variance', 'clip_at_quantile', 'Uncertainty', 'uncertainty_from_config']
+__all__ = ['iter_samples', 'LabMoments', 'patch_variance', 'IntensityMoments', 'clip_at_quantile', 'Uncertainty',
+           'uncertainty_from_config']
 
 # %% ../nbs/04_uncertainty.ipynb #03df1a9f
 def _walk_batches(samples):
@@ -129,14 +130,44 @@ def _variance_map(mom:LabMoments, kernel:Kernel|None)->Tensor:
 
 def patch_variance(samples,                     # tensor (M,B,3,H,W) sRGB in [0,1], or an iterable of batches (m,B,3,H,W)
                    kernel:Kernel|str|None=None, # window K ('box:31', 'gaussian:2.0', ...); None or 'box:1': per-pixel variance
+                   space:str='lab',             # 'lab': sRGB samples in normalised Lab; 'linear': normalised intensities (B,C,H,W), any C
                   )->Tensor:                    # sigma^K, (B,H,W), float64, on the samples' device
-    "The paper's patch variance `mean_M[(S^2*K)_p] - (mean_M[(S*K)_p])^2` in normalised Lab, averaged over channels."
+    "The paper's patch variance `mean_M[(S^2*K)_p] - (mean_M[(S*K)_p])^2` in normalised Lab (or on intensities), averaged over channels."
     kernel = None if kernel is None else Kernel.parse(kernel)
-    mom = LabMoments()
+    mom = LabMoments() if as_space(space) == 'lab' else IntensityMoments()
     for batch in _walk_batches(samples): mom.add(batch)
     if mom.n < 2:
         raise ValueError(f"the uncertainty needs at least 2 samples per image, got {mom.n}; draw more samples from the model (n_samples >= 2)")
-    return _variance_map(mom, kernel)
+    return _variance_map(mom, kernel) if space == 'lab' else _intensity_variance_map(mom, kernel)
+
+# %% ../nbs/04_uncertainty.ipynb #d03cc2ed
+class IntensityMoments:
+    "Running mean and centred sum of squares of normalised intensities `(B,C,H,W)` (any C), per pixel and channel."
+    def __init__(self): self.n, self.mean, self.m2 = 0, None, None
+    def add(self, x:Tensor): # one sample (B,C,H,W) or several (m,B,C,H,W), values in [0,1]
+        if isinstance(x, np.ndarray): x = torch.from_numpy(x)
+        if x.ndim == 4: x = x[None]
+        xs = [as_image_batch(s, name=f'sample {self.n + j}', channels=None) for j, s in enumerate(x)]  # all checked first
+        if self.n == 0:
+            dt = torch.float32 if x.device.type == 'mps' else torch.float64
+            self.mean, self.m2 = torch.zeros(xs[0].shape, dtype=dt, device=x.device), torch.zeros(xs[0].shape, dtype=dt, device=x.device)
+        elif xs[0].shape != self.mean.shape:
+            raise ValueError(f"sample {self.n} has shape {tuple(xs[0].shape)} but the first had {tuple(self.mean.shape)}")
+        for s in xs:
+            self.n += 1
+            d = s.to(self.mean.dtype) - self.mean
+            self.mean.add_(d, alpha=1 / self.n)
+            self.m2.addcmul_(d, s.to(self.mean.dtype) - self.mean)   # Welford: d * (x - new mean)
+        return self
+    @property
+    def variance(self)->Tensor: return self.m2 / self.n
+
+def _intensity_variance_map(mom:IntensityMoments, kernel:Kernel|None)->Tensor:
+    "sigma^K (B,H,W) of intensity moments: `(V + c^2) * K - (c * K)^2` per channel, c the centred mean, averaged over channels."
+    if kernel is None or kernel.is_identity: return mom.variance.mean(1)
+    c = mom.mean - mom.mean.mean((-2, -1), keepdim=True)
+    k = lowpass(c, kernel)
+    return (lowpass(mom.variance + c * c, kernel) - k * k).mean(1).clamp_min_(0)
 
 # %% ../nbs/04_uncertainty.ipynb #7c8b5bbf
 def clip_at_quantile(sigma:Tensor, # (B,H,W) maps
@@ -159,6 +190,7 @@ class Uncertainty:
                  kernel:Kernel|str|None=None,      # patch-variance window K; None = per-pixel variance
                  smoothing:float|None=None,        # std (pixels) of a Gaussian applied to the map; None or 0 = none
                  clip_quantile:float|None=None,    # clip each map at this quantile in (0,1] before smoothing; None = none
+                 space:str='lab',                  # 'lab': sRGB samples in normalised Lab; 'linear': normalised intensities, any C
                 ):
         self.kernel = None if kernel is None else Kernel.parse(kernel)
         if smoothing is not None:
@@ -167,11 +199,11 @@ class Uncertainty:
         if clip_quantile is not None:
             clip_quantile = float(clip_quantile)
             if not 0 < clip_quantile <= 1: raise ValueError(f"clip_quantile must lie in (0, 1], e.g. 0.99, got {clip_quantile}")
-        self.smoothing, self.clip_quantile = smoothing, clip_quantile
+        self.smoothing, self.clip_quantile, self.space = smoothing, clip_quantile, as_space(space)
 
     def __call__(self, samples, # tensor (M,B,3,H,W) or an iterable of sample batches, sRGB in [0,1]
                 )->Tensor:      # sigma (B,H,W), float64, on the samples' device
-        sigma = patch_variance(samples, self.kernel)
+        sigma = patch_variance(samples, self.kernel, self.space)
         if self.clip_quantile is not None: sigma = clip_at_quantile(sigma, self.clip_quantile)
         if self.smoothing:
             gaussian_maps_(list(sigma), self.smoothing)
@@ -179,8 +211,9 @@ class Uncertainty:
         return sigma
 
     def config(self)->dict:
-        return {'kernel': None if self.kernel is None else str(self.kernel),
-                'smoothing': self.smoothing, 'clip_quantile': self.clip_quantile}
+        out = {'kernel': None if self.kernel is None else str(self.kernel),
+               'smoothing': self.smoothing, 'clip_quantile': self.clip_quantile}
+        return out if self.space == 'lab' else out | {'space': self.space}   # photos: the configuration of before
     def __repr__(self): return 'Uncertainty(' + ', '.join(f"{k}={v!r}" for k, v in self.config().items()) + ')'
     def __eq__(self, other): return isinstance(other, Uncertainty) and self.config() == other.config()
     def __hash__(self): return hash(repr(self))
@@ -189,6 +222,6 @@ def uncertainty_from_config(config:dict, # as returned by `Uncertainty.config()`
                            )->Uncertainty:
     "Rebuild an `Uncertainty` from its configuration."
     if not isinstance(config, dict): raise ValueError(f"an uncertainty configuration is a dict, got {config!r}")
-    unknown = set(config) - {'kernel', 'smoothing', 'clip_quantile'}
-    if unknown: raise ValueError(f"unknown uncertainty settings {sorted(unknown)}; known ones: kernel, smoothing, clip_quantile")
+    unknown = set(config) - {'kernel', 'smoothing', 'clip_quantile', 'space'}
+    if unknown: raise ValueError(f"unknown uncertainty settings {sorted(unknown)}; known ones: kernel, smoothing, clip_quantile, space")
     return Uncertainty(**config)

@@ -4,7 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from conformal_superres.cli.main import main, EXIT_CODES
+from conformal_superres.cli.main import main
+from conformal_superres.cli.errors import EXIT_CODES
 
 FAST = ['--model', 'bicubic-perturbed', '--crop', '32', '--crops-per-image', '6', '-M', '3', '--quiet']
 

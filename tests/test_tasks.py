@@ -4,7 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conformal_superres.cli.main import parser, run_demo, UsageError
+from conformal_superres.cli.parser import parser
+from conformal_superres.cli.demo import run_demo
+from conformal_superres.cli.errors import UsageError
 from conformal_superres.fidelity import ChromaNeighbourhood, Neighbourhood
 from conformal_superres.mask import ConformalMask
 from conformal_superres.models.adapters import PerturbedModel

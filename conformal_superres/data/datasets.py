@@ -4,12 +4,14 @@
 
 # %% ../../nbs/data/11_datasets.ipynb #0d48452b
 from __future__ import annotations
+import hashlib
 from pathlib import Path
-from .images import IMAGE_EXTENSIONS, Photo
-from .pairs import PhotoPair
+import torch
+from .images import IMAGE_EXTENSIONS, INTENSITY_EXTENSIONS, Photo, is_dicom, load_intensity
+from .pairs import PhotoPair, Pair, crop_to_multiple, degrade, random_crops
 
 # %% auto #0
-__all__ = ['image_folder', 'div2k', 'benchmark_pairs', 'liu4k']
+__all__ = ['image_folder', 'intensity_files', 'intensity_pairs', 'div2k', 'benchmark_pairs', 'liu4k']
 
 # %% ../../nbs/data/11_datasets.ipynb #cc170937
 def image_folder(root:str|Path,        # folder of high-resolution images
@@ -31,6 +33,46 @@ def image_folder(root:str|Path,        # folder of high-resolution images
     dup = {s for s in stems if stems.count(s) > 1}
     ids = [p.relative_to(root).as_posix() if s in dup else s for p, s in zip(files, stems)]
     return sorted((Photo(i, family, path=str(p)) for i, p in zip(ids, files)), key=lambda p: p.id)
+
+# %% ../../nbs/data/11_datasets.ipynb #4923ab0c
+def intensity_files(root:str|Path,        # folder of grey, 16-bit, multi-band or DICOM files
+                    recursive:bool=True,  # also look in sub-folders
+                   )->list[Path]:         # sorted
+    "The intensity image files of a folder: PNG, TIFF, PGM, and DICOM (by extension or by its marker)."
+    root = Path(root).expanduser()
+    if not root.is_dir(): raise NotADirectoryError(f"{root} is not a folder of images; check the path")
+    files = sorted(p for p in (root.rglob('*') if recursive else root.iterdir()) if p.is_file()
+                   and not any(part.startswith('.') for part in p.relative_to(root).parts)
+                   and (p.suffix.lower() in INTENSITY_EXTENSIONS or (p.suffix == '' and is_dicom(p))))
+    if not files: raise FileNotFoundError(f"no intensity images in {root} (looked for {', '.join(INTENSITY_EXTENSIONS)} and DICOM files)")
+    return files
+
+def intensity_pairs(files,                   # image files (see `intensity_files`), or a folder
+                    crop_size:int|None,      # HR crop side, a multiple of `scale`; None: whole images (cut to a multiple)
+                    crops_per_image:int=1,   # crops per file (1 when crop_size is None)
+                    scale:int=4,             # SR factor
+                    seed:int=0,              # crops of a file depend only on (seed, file name)
+                    value_range=None,        # the range every file is read with (see `load_intensity`)
+                    window:tuple|None=None,  # or a DICOM window (centre, width)
+                    channels:int|None=None,  # the channel count every file must have
+                   )->list[Pair]:
+    "`Pair(lr, hr, file name)` of normalised intensities: random HR crops of each file and their bicubic degradations."
+    files = intensity_files(files) if isinstance(files, (str, Path)) and Path(files).is_dir() else [Path(f) for f in files]
+    if crop_size is not None and crop_size % scale: raise ValueError(f"crop_size {crop_size} is not a multiple of scale {scale}")
+    if crop_size is None and crops_per_image != 1: raise ValueError("crop_size=None uses each whole image once; set crops_per_image=1")
+    out, ranges = [], set()
+    for f in files:
+        x, rng = load_intensity(f, value_range, window, channels)
+        ranges.add(rng)
+        if len(ranges) > 1:
+            raise ValueError(f"{f} was read with the range {rng!r}, other files with {sorted(ranges - {rng}, key=repr)[0]!r}: "
+                             "declare one value_range (or window) for all files, so that they share their units")
+        if crop_size is None: hrs = crop_to_multiple(x, scale)[None]
+        else:
+            g = torch.Generator().manual_seed(int.from_bytes(hashlib.sha256(f'{seed}:{f.name}'.encode()).digest()[:8], 'little') >> 1)
+            hrs = random_crops(x, crop_size, crops_per_image, g, name=str(f))
+        out += [Pair(degrade(hr, scale), hr, f.name) for hr in hrs]
+    return out
 
 # %% ../../nbs/data/11_datasets.ipynb #22de4022
 def _find_image(folder:Path, stem:str)->Path|None:

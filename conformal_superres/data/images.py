@@ -13,10 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from PIL import Image, ImageOps, UnidentifiedImageError
+from ..colour import ValueRange
 
 # %% auto #0
-__all__ = ['IMAGE_EXTENSIONS', 'to_rgb', 'load_image', 'pil_to_tensor', 'Photo', 'to_uint8', 'encode_image', 'OutputError',
-           'check_writable', 'write_files', 'write_atomic', 'image_size']
+__all__ = ['IMAGE_EXTENSIONS', 'DICOM_EXTENSIONS', 'INTENSITY_EXTENSIONS', 'to_rgb', 'load_image', 'pil_to_tensor', 'is_dicom',
+           'read_dicom', 'load_intensity', 'Photo', 'to_uint8', 'encode_image', 'OutputError', 'check_writable',
+           'write_files', 'write_atomic', 'image_size']
 
 # %% ../../nbs/data/08_images.ipynb #0d5a0ec9
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.webp', '.jp2', '.j2k', '.jpx', '.ppm', '.pgm', '.gif')
@@ -182,6 +184,101 @@ def pil_to_tensor(im:Image.Image, # a Pillow image in any mode
                  )->Tensor:       # (3,H,W) float32 in [0,1], same conventions as `load_image`
     "Convert a Pillow image with the conventions of `load_image` (EXIF orientation is not applied)."
     return to_rgb(_pil_array(im), name='PIL image')
+
+# %% ../../nbs/data/08_images.ipynb #3d893f90
+DICOM_EXTENSIONS = ('.dcm', '.dicom')
+INTENSITY_EXTENSIONS = ('.png', '.tif', '.tiff', '.pgm', '.ppm') + DICOM_EXTENSIONS
+
+def is_dicom(path:str|Path)->bool:
+    "A file named .dcm/.dicom, or one with DICOM's 'DICM' marker at byte 128."
+    path = Path(path)
+    if path.suffix.lower() in DICOM_EXTENSIONS: return True
+    try:
+        with open(path, 'rb') as fh: fh.seek(128); return fh.read(4) == b'DICM'
+    except OSError: return False
+
+def _first(v):
+    "The first value of a DICOM multi-value (or the value itself), as a float; None if absent."
+    if v is None or v == '': return None
+    try: return float(v[0]) if hasattr(v, '__len__') and not isinstance(v, (str, bytes)) else float(v)
+    except (TypeError, ValueError, IndexError): return None
+
+def read_dicom(path:str|Path)->tuple:  # ((H,W) float64 values in the modality's units, info dict)
+    "One DICOM slice with its rescale slope and intercept applied; info: units, the file's window, the stored bits' range."
+    try: import pydicom
+    except ImportError: raise ImportError("reading DICOM files needs pydicom: pip install 'conformal-superres[medical]'") from None
+    try: ds = pydicom.dcmread(str(path))
+    except Exception as e: raise ValueError(f"cannot read {path} as DICOM ({type(e).__name__}: {e})") from None
+    try: a = ds.pixel_array
+    except Exception as e: raise ValueError(f"{path}: no pixel data that can be decoded ({type(e).__name__}: {e})") from None
+    if a.ndim != 2:
+        raise ValueError(f"{path}: pixel data of shape {a.shape}; one grey 2-D slice per file is supported: "
+                         "split a multi-frame or colour file into slices")
+    slope, intercept = _first(ds.get('RescaleSlope')), _first(ds.get('RescaleIntercept'))
+    slope, intercept = (1.0 if slope is None else slope), (0.0 if intercept is None else intercept)
+    bits, signed = int(ds.get('BitsStored', 8 * a.dtype.itemsize)), int(ds.get('PixelRepresentation', 0)) == 1
+    raw = (-2 ** (bits - 1), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
+    full = sorted(r * slope + intercept for r in raw)
+    c, w = _first(ds.get('WindowCenter')), _first(ds.get('WindowWidth'))
+    units = 'HU' if ds.get('Modality') == 'CT' else str(ds.get('RescaleType', '') or '')
+    return a.astype(np.float64) * slope + intercept, dict(units=units, window=(c, w) if c is not None and w and w > 0 else None,
+                                                       full=tuple(full), modality=str(ds.get('Modality', '')))
+
+# %% ../../nbs/data/08_images.ipynb #cc906ec7
+def _raster(path:Path)->np.ndarray:
+    "All bands of a TIFF's first image as (C,H,W), or any other image file's channels as they are stored."
+    if path.suffix.lower() in ('.tif', '.tiff'):
+        import tifffile
+        try:
+            with tifffile.TiffFile(path) as tf:
+                page = tf.pages[0]
+                a, planar = page.asarray(), int(page.planarconfig)
+        except Exception as e: raise ValueError(f"cannot read {path} as a TIFF ({type(e).__name__}: {e})") from None
+        if a.ndim == 2: return a[None]
+        if a.ndim == 3: return a if planar == 2 else np.moveaxis(a, -1, 0)
+        raise ValueError(f"{path}: a TIFF image of shape {a.shape}; one 2-D image of C bands is supported")
+    a = _read_array(path)                                   # PNG (16-bit too), PGM, ...: (H,W,C) in its native dtype
+    return np.moveaxis(a, -1, 0)
+
+def _native_range(a:np.ndarray, path)->ValueRange:
+    if a.dtype == np.bool_: return ValueRange(0, 1)
+    if a.dtype.kind in 'ui': return ValueRange(np.iinfo(a.dtype).min, np.iinfo(a.dtype).max)
+    raise ValueError(f"{path} holds {a.dtype} values, which have no range of their own; declare one: value_range=(lo, hi)")
+
+def load_intensity(source:str|Path,        # a PNG/TIFF (8/16-bit, any number of bands) or DICOM file
+                   value_range=None,        # `ValueRange` (or (lo, hi)) in the file's units; None: the window, or the file's own
+                   window:tuple|None=None,  # DICOM: (centre, width) of a display window, e.g. (40, 400) HU
+                   channels:int|None=None,  # the channel count the file must have (None: any)
+                  )->tuple:                 # ((C,H,W) float32 in [0,1], the `ValueRange` used)
+    "Read a grey, 16-bit, multi-band or DICOM file as normalised intensities, with the range that normalised them."
+    from conformal_superres.colour import range_from_config
+    path = Path(source)
+    if not path.exists(): raise FileNotFoundError(f"image file not found: {path}")
+    if path.is_dir(): raise IsADirectoryError(f"{path} is a folder; for a folder use intensity_pairs or list its files")
+    value_range = range_from_config(value_range)
+    if window is not None and value_range is not None: raise ValueError("give a window or a value_range, not both")
+    if is_dicom(path):
+        v, info = read_dicom(path)
+        a, units = v[None], info['units']
+        if value_range is not None and not value_range.units: value_range = ValueRange(value_range.lo, value_range.hi, units)  # the file's units
+        if value_range is not None and value_range.units != units:
+            raise ValueError(f"{path} holds {info['modality'] or 'DICOM'} values in {units or 'no unit'}, but the range declared is in "
+                             f"{value_range.units}: it is not data of that kind; give files of the calibration's kind")
+        rng = (ValueRange.window(*window, units) if window is not None else value_range if value_range is not None
+               else ValueRange.window(*info['window'], units) if info['window'] else ValueRange(*info['full'], units))
+    else:
+        if window is not None: raise ValueError(f"{path}: a window (centre, width) is for DICOM files; give value_range=(lo, hi)")
+        if value_range is not None and value_range.units == 'HU':
+            raise ValueError(f"{path} is not a DICOM file, but the range declared is in HU (read from CT slices); give DICOM files")
+        a = _raster(path)
+        own = None if a.dtype.kind == 'f' else _native_range(a, path)
+        if value_range is not None and own is not None and own.hi < value_range.hi:
+            raise ValueError(f"{path} is {a.dtype} (values up to {own.hi:g}) but the range declared is {value_range.lo:g}..{value_range.hi:g}: "
+                             "it is not data of that kind; declare the range of this file, or give files of the calibration's kind")
+        rng = value_range if value_range is not None else _native_range(a, path)
+    if channels is not None and a.shape[0] != channels:
+        raise ValueError(f"{path} has {a.shape[0]} channel(s), {channels} were expected (the calibration's); give files with {channels}")
+    return rng.normalise(torch.from_numpy(a.astype(np.float64))).float(), rng
 
 # %% ../../nbs/data/08_images.ipynb #79fe50cd
 @dataclass(frozen=True)

@@ -47,10 +47,10 @@ def _one_image(x, i:int|None=None)->Tensor:
         return x
     raise ModelOutputError(f"model output{where}: cannot use {type(x).__name__}; return a tensor, numpy array, PIL image or image bytes")
 
-def _as_batch(out)->Tensor:
-    "Any accepted model output to a (B,3,H,W) float tensor."
+def _as_batch(out, channels:int=3)->Tensor:
+    "Any accepted model output to a (B,C,H,W) float tensor (C = `channels`: 3 for photos, any for intensity tensors)."
     if isinstance(out, Tensor) and out.ndim == 4:
-        if out.shape[1] != 3: raise ModelOutputError(f"model output has shape {tuple(out.shape)}; tensors are channels first, (B,3,H,W)")
+        if out.shape[1] != channels: raise ModelOutputError(f"model output has shape {tuple(out.shape)}; tensors are channels first, (B,{channels},H,W)")
         return out.float() / 255 if out.dtype == torch.uint8 else out
     if isinstance(out, np.ndarray) and out.ndim == 4: out = list(out)
     if isinstance(out, (list, tuple)):
@@ -68,15 +68,15 @@ def normalise_output(out,            # what the model returned (see the conventi
                      name:str='model output', # what to call it in errors
                     )->Tensor:       # (B,3,h*scale,w*scale) in [0,1], on lr's device, lr's dtype
     "Convert a model's output to a validated `(B,3,H,W)` tensor in [0,1]."
-    x = _as_batch(out)
-    b, _, h, w = lr.shape
-    want = (b, 3, h * scale, w * scale)
+    b, c, h, w = lr.shape          # c: 3 for photos; intensities keep their channel count
+    x = _as_batch(out, c)
+    want = (b, c, h * scale, w * scale)
     if tuple(x.shape) != want:
         hint = ''
         if x.shape[0] == b and x.shape[-2] * w == x.shape[-1] * h and x.shape[-2] % h == 0 and x.shape[-2] != h * scale:
             hint = f" (it looks like scale {x.shape[-2] // h}: check the model's scale)"
         raise ModelOutputError(f"{name} has shape {tuple(x.shape)}, expected {want} = LR shape {tuple(lr.shape)} with sides x{scale}{hint}")
-    try: x = as_image_batch(x, name=name, tol=1e-3)
+    try: x = as_image_batch(x, name=name, tol=1e-3, channels=c)
     except (TypeError, ValueError) as e: raise ModelOutputError(str(e)) from None
     return x.to(device=lr.device, dtype=lr.dtype if lr.is_floating_point() else torch.float32)
 
@@ -152,7 +152,7 @@ class CallableModel(SRModelBase):
         self.name = name or getattr(fn, '__name__', type(fn).__name__)
 
     def __call__(self, lr:Tensor, generator:torch.Generator|None=None)->Tensor:
-        lr = as_image_batch(lr, name='low-res input')
+        lr = as_image_batch(lr, name='low-res input', channels=None if self.inputs == 'tensor' else 3)
         def call():
             with torch.no_grad():   # grad mode is per thread: set it where fn runs
                 if self.inputs == 'tensor': return self.fn(lr, generator) if self.takes_generator else self.fn(lr)
@@ -540,10 +540,10 @@ class PerturbedModel(SRModelBase):
     def prediction(self, lr:Tensor)->Tensor|None:
         "The prediction $\\hat Y$: the wrapped model's own unperturbed output (None when `keep_prediction` is off: then the first sample)."
         if not self.keep_prediction: return None
-        return self.inner(as_image_batch(lr, name='low-res input'))
+        return self.inner(as_image_batch(lr, name='low-res input', channels=None))
 
     def __call__(self, lr:Tensor, generator:torch.Generator|None=None)->Tensor:
-        lr = as_image_batch(lr, name='low-res input')
+        lr = as_image_batch(lr, name='low-res input', channels=None)   # photos, or intensities of any channel count
         B, s = lr.shape[0], self.scale
         gd = generator.device if generator is not None else lr.device   # draw where the generator lives
         x = lr
@@ -574,7 +574,7 @@ class BicubicUpscaler(SRModelBase):
     deterministic = True
     def __init__(self, scale:int=4): self.scale = int(scale)
     def __call__(self, lr:Tensor, generator:torch.Generator|None=None)->Tensor:
-        lr = as_image_batch(lr, name='low-res input')
+        lr = as_image_batch(lr, name='low-res input', channels=None)
         return bicubic_upsample(lr, self.scale).clamp(0, 1)
     def __repr__(self): return f"bicubic_model(scale={self.scale})"
 
