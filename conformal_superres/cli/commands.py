@@ -223,8 +223,8 @@ def cmd_predict(args):
         else:
             what = (f"NOT GUARANTEED: its {w * scale}x{h * scale} output differs from the sizes calibrated on; calibrate with --unit N "
                     "to predict any size tile by tile")
-            warn(f"{f}: {what}")
         write_files(dict(zip(fs, prediction_files(pred, sigma, mask, alpha, r, cells))))
+        if what.startswith('NOT'): warn(f"{f}: {what}")
         print(f"{f}: {frac:.1%} of pixels trusted at alpha={alpha:g} (limit r* {r:.4g}, mask: sigma < r*); {what}; wrote {out / stem}_*"
               + (" (outputs named after the folder: inputs share a file name)" if stem != Path(f).stem else ''))
     print(f"wrote {len(PREDICT_FILES)} files for each of {len(files)} image{'s' * (len(files) > 1)} to {out}: "
