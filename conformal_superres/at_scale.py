@@ -17,10 +17,11 @@ from .data.images import write_atomic
 from .colour import as_image_batch
 from . import sampling
 from .sampling import check_pair, fidelity_maps, sample_chunks, unpack_item
+from .tiling import calibration_tile, map_radius, row_bands
 
 # %% auto #0
-__all__ = ['STORE_FORMAT', 'image_generator', 'run_config', 'fingerprint', 'RecordStore', 'halo_rows', 'row_bands',
-           'merge_records', 'item_digest', 'image_records', 'calibrator_at_scale', 'folder_items']
+__all__ = ['STORE_FORMAT', 'image_generator', 'run_config', 'fingerprint', 'RecordStore', 'halo_rows', 'merge_records',
+           'item_digest', 'image_records', 'calibrator_at_scale', 'folder_items']
 
 # %% ../nbs/07b_at_scale.ipynb #418a017c
 def image_generator(cm,  # a `ConformalMask` (its seed)
@@ -133,29 +134,13 @@ def get(self:RecordStore,
     return r
 
 # %% ../nbs/07b_at_scale.ipynb #dd5f44ff
-def _kernel_radius(k)->int:
-    "How many pixels from its centre a kernel (or None) reaches."
-    if k is None or k.is_identity: return 0
-    return k.size // 2 if k.kind == 'box' else int(4.0 * k.size + 0.5)   # the Gaussian's truncation, as the filters use
-
 def halo_rows(cm)->int:
-    "Rows a band needs on each side so that its sigma and D equal the whole-image maps."
+    "Rows a band needs on each side so that its sigma and D equal the whole-image maps (`conformal_superres.tiling.map_radius`)."
     u = cm.uncertainty
     if u.clip_quantile is not None:
         raise ValueError(f"clip_quantile={u.clip_quantile} clips each map at its own quantile, which needs the whole map: "
                          "calibrate in bands only without clip_quantile (or pass band_rows=None)")
-    r = _kernel_radius(u.kernel) + (int(4.0 * u.smoothing + 0.5) if u.smoothing else 0)
-    return max(r, _kernel_radius(getattr(cm.fidelity, 'kernel', None)))
-
-def row_bands(height:int, # rows of the image
-              rows:int,   # rows per band
-              halo:int,   # rows of context on each side
-             ):           # (lo, hi, a, b): the band's own rows lo..hi, read with context a..b
-    "Split `height` rows into bands of `rows` rows, each read with `halo` rows of context where the image has them."
-    if rows < 1: raise ValueError(f"band_rows={rows}: a band needs at least one row")
-    for lo in range(0, height, rows):
-        hi = min(height, lo + rows)
-        yield lo, hi, max(0, lo - halo), min(height, hi + halo)
+    return map_radius(u, cm.fidelity)
 
 # %% ../nbs/07b_at_scale.ipynb #2f1995c4
 def merge_records(parts:list, # `Records` of disjoint parts of one image (e.g. row bands)
@@ -236,11 +221,19 @@ def image_records(cm,                    # a `ConformalMask` (its model, M, sigm
     "Draw one image's samples (seeded as `ConformalMask.calibrate` seeds them), compute sigma and D (in bands if asked) and return its records."
     settings = getattr(item, 'settings', None)
     lr, hr, extra = _item(item, image_id, cm.task)
-    if band_rows: r = _banded_records(cm, lr, hr, extra, image_generator(cm, lr), int(band_rows))
+    unit = getattr(cm, 'unit', dict(kind='whole'))
+    if unit['kind'] == 'tile':   # one tile of the image's layout, read with its context, as `ConformalMask.calibrate` draws it
+        t = unit['size'] // cm.scale
+        if min(lr.shape[-2:]) < t:
+            raise ValueError(f"image {image_id!r}: the low-res image is {tuple(lr.shape[-2:])}, smaller than the unit's {t}x{t} low-res tile")
+        _, _, sigma, fid = cm.tile_maps(lr, hr, extra, calibration_tile(cm.seed, lr[0], t))
+        r = loss_records(sigma[0], fid[0], cm.bound)
+    elif band_rows: r = _banded_records(cm, lr, hr, extra, image_generator(cm, lr), int(band_rows))
     else:
         pred, sigma = cm.sample_sigma(lr)            # generator None: each image seeded by `cm.seed` and its content
         r = loss_records(sigma[0], fidelity_maps(cm.fidelity, hr.to(pred.dtype), pred, extra)[0], cm.bound)
     return (r, item_digest(lr, hr, extra, settings)) if with_digest else r
+
 
 # %% ../nbs/07b_at_scale.ipynb #46a90c00
 def _keyed(pairs)->dict:

@@ -12,7 +12,7 @@ from ._kernels import run_tasks, band_elements, use_numba
 
 # %% auto #0
 __all__ = ['KERNEL_KINDS', 'Kernel', 'mirror_index', 'reflect_pad', 'accumulation_dtype', 'box_maps_', 'box_filter',
-           'gaussian_weights', 'gaussian_maps_', 'gaussian_filter', 'lowpass']
+           'gaussian_radius', 'gaussian_weights', 'gaussian_maps_', 'gaussian_filter', 'lowpass']
 
 # %% ../nbs/02_filters.ipynb #75c7eee6
 KERNEL_KINDS = ('box', 'gaussian')
@@ -172,9 +172,13 @@ def box_filter(x:Tensor, # (..., H, W) floating tensor, any device
 # %% ../nbs/02_filters.ipynb #85006869
 _DIRECT_MAX_RADIUS = 8
 
+def gaussian_radius(s:float, truncate:float=4.0)->int:
+    "How far the Gaussian of standard deviation `s` reaches: `int(truncate*s + 0.5)` pixels, scipy's truncation (the one rule the tiles' context uses too)."
+    return int(truncate * s + 0.5)
+
 def gaussian_weights(s:float, truncate:float=4.0, dtype=torch.float64, device=None)->Tensor:
-    "The normalised 1-D Gaussian kernel of standard deviation `s` and radius `int(truncate*s + 0.5)`, as in scipy."
-    r = int(truncate * s + 0.5)
+    "The normalised 1-D Gaussian kernel of standard deviation `s` and radius `gaussian_radius(s, truncate)`, as in scipy."
+    r = gaussian_radius(s, truncate)
     j = torch.arange(-r, r + 1, dtype=torch.float64)
     w = torch.exp(-0.5 * (j / s) ** 2)
     return (w / w.sum()).to(dtype=dtype, device=device)

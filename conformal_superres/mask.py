@@ -23,10 +23,14 @@ from .sampling import (check_pair, fidelity_maps, image_generator, own_predictio
                                          unpack_item)
 from .at_scale import calibrator_at_scale
 from .data.images import write_atomic
+from .tiling import Tile, calibration_tile, context_halo, image_tiles
+import warnings
+
 
 # %% auto #0
-__all__ = ['FORMAT', 'FORMAT_VERSION', 'MAX_CALIBRATION_BYTES', 'Prediction', 'ConformalMask', 'data_space', 'check_input',
-           'check_alphas', 'limit_of', 'summarise', 'CalibrationFileError', 'validate_calibration', 'read_calibration']
+__all__ = ['FORMAT', 'FORMAT_VERSION', 'MAX_CALIBRATION_BYTES', 'Prediction', 'unit_config', 'unit_name', 'unit_statement',
+           'ConformalMask', 'data_space', 'check_input', 'UnitWarning', 'check_alphas', 'limit_of', 'summarise',
+           'CalibrationFileError', 'validate_calibration', 'read_calibration']
 
 # %% ../nbs/07_mask.ipynb #d4963d11
 @dataclass
@@ -37,12 +41,46 @@ class Prediction:
     sigma:Tensor      # the uncertainty map $\sigma(X)$, `(B,H,W)`
     limit:float       # $r^*$: the mask is $\{\sigma < r^*\}$
     alpha:float       # the risk level
+    tiles:list|None=None # with a tile unit: the cells `(y0, y1, x0, x1)` (high-res pixels) each tile's mask covers (per image for a batch)
+    guarantee:str=''  # what the guarantee covers for this prediction (`unit_statement`)
 
 # %% ../nbs/07_mask.ipynb #3a614a84
 FORMAT = 'conformal-superres-calibration'
 FORMAT_VERSION = 2   # 2: limits r* (the mask {sigma < r*}); 1 held thresholds t_alpha
 
 def _float_json(x:float): return x if math.isfinite(x) else ('inf' if x > 0 else '-inf')
+
+def unit_config(tile:int|None, # the tile side in high-res pixels; None: whole images
+                scale:int,     # the task's scale (a tile covers `tile // scale` low-res pixels)
+               )->dict:        # {'kind': 'tile', 'size': tile} or {'kind': 'whole'}
+    "The calibration unit of a configuration, checked: a tile must be a positive multiple of the scale."
+    if tile is None: return dict(kind='whole')
+    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 1:
+        raise ValueError(f"tile={tile!r}: the calibration unit is a tile side in high-res pixels (a positive integer), or None for whole images")
+    if tile % scale:
+        raise ValueError(f"tile={tile}: a tile must cover whole low-res pixels, so its side must be a multiple of the scale {scale}; "
+                         f"try tile={max(scale, tile // scale * scale)}")
+    return dict(kind='tile', size=int(tile))
+
+def unit_name(unit:dict)->str:
+    "'128x128 tile' or 'whole image'."
+    return f"{unit['size']}x{unit['size']} tile" if unit.get('kind') == 'tile' else 'whole image'
+
+def unit_statement(unit:dict,             # `ConformalMask.unit`
+                   alpha:float,           # the risk level
+                   seen:dict|None=None,   # `ConformalMask.unit_seen` (the sizes whole-image calibration saw)
+                   delta:float|None=None, # the failure probability of a high-probability guarantee
+                  )->str:
+    "What the guarantee says, per unit: the sentence `calibrate`, `predict` and `evaluate` print."
+    bound = (f"the mean over tiles of the largest error inside the mask is at most {alpha:g} with probability >= {1 - delta:g}"
+             if delta is not None else f"the expected largest error inside the mask is at most {alpha:g}")
+    if unit.get('kind') == 'tile':
+        s = unit['size']
+        return f"in each {s}x{s} tile (a tile of the grid chosen at random), {bound}"
+    sizes = (seen or {}).get('sizes')
+    where = (f"images of the sizes calibrated on ({', '.join(f'{w}x{h}' for h, w in sizes[:4])}{', ...' if len(sizes) > 4 else ''})"
+             if sizes else "images like the calibration images, of their sizes")
+    return f"for whole {where}, {bound}"
 
 class ConformalMask:
     "A generative image-to-image model (super-resolution by default; see `tasks`) with a calibrated confidence mask."
@@ -55,6 +93,7 @@ class ConformalMask:
                  sample_batch:int=4,         # samples drawn per model call when the model has `sample`
                  task=None,                  # a `tasks.Task` or its name; None: the model's `task`, else x`model.scale` super-resolution
                  channels:int|None=None,     # C of the data: 3 for sRGB photos; for intensities None reads it from the first calibration pair
+                 tile:int|None=None,         # the calibration unit: tiles of `tile` x `tile` high-res pixels (a multiple of the scale); None: whole images
                 ):
         if n_samples < 2: raise ValueError(f"n_samples={n_samples}: the uncertainty needs at least 2 samples per image")
         self.model, self.n_samples, self.seed, self.sample_batch = model, int(n_samples), seed, sample_batch
@@ -64,13 +103,14 @@ class ConformalMask:
         self.fidelity = fidelity if fidelity is not None else Neighbourhood('box:5')
         self.space, self.channels = data_space(self.uncertainty, self.fidelity, channels)   # 'lab' and 3 for photos
         self.calibrator, self.limits, self._n = None, {}, 0
+        self.unit, self.unit_seen = unit_config(tile, self.scale), None   # `unit_seen`: the sizes whole-image calibration saw
         self.guarantee = dict(kind='expected', delta=None)   # set by `calibrate`; 'high-probability' carries its delta
 
     def config(self)->dict:
         "Everything that must agree between calibration and prediction for the guarantee to hold."
         return dict(model=model_name(self.model), task=self.task.config(), scale=self.scale, n_samples=self.n_samples,
                     uncertainty=self.uncertainty.config(), fidelity=self.fidelity.config(),
-                    guarantee=dict(self.guarantee)) | ({} if self.space == 'lab' else {'data': _data_config(self)})
+                    guarantee=dict(self.guarantee), unit=dict(self.unit)) | ({} if self.space == 'lab' else {'data': _data_config(self)})
 
     @property
     def bound(self)->float: return float(self.fidelity.bound)
@@ -184,15 +224,110 @@ def sample_sigma(self:ConformalMask,
     "Draw $M$ samples, stream them into the uncertainty estimator, keep the first as the prediction."
     return _sample_sigma(self, _lr_batch(self, lr), generator)
 
+# %% ../nbs/07_mask.ipynb #02deaa33
+def _tile_crop(self:ConformalMask, lr:Tensor, tile:Tile, generator=None)->tuple:
+    "Prediction and sigma of the tile's context crop of `lr` (a batch of one), its crop box and the tile's slices inside it."
+    a0, a1, b0, b1 = tile.context(*lr.shape[-2:], context_halo(self))
+    pred, sigma = _sample_sigma(self, lr[..., a0:a1, b0:b1].contiguous(), generator)   # seeded by the crop's content
+    s = self.scale
+    return pred, sigma, (a0, a1, b0, b1), (slice((tile.y - a0) * s, (tile.y - a0 + tile.size) * s),
+                                           slice((tile.x - b0) * s, (tile.x - b0 + tile.size) * s))
+
+@patch
+def tile_maps(self:ConformalMask,
+              lr:Tensor,          # one low-res image, a validated batch of one `(1,3,h,w)`
+              hr:Tensor,          # its high-res truth `(1,3,H,W)`
+              extra,              # its semantic map `(1,H,W)`, or None
+              tile:Tile,          # a tile of its layout (`conformal_superres.tiling`)
+             )->tuple:            # (hr, prediction, sigma, D) of the tile: `(1,3,T,T)`, `(1,3,T,T)`, `(1,T,T)`, `(1,T,T)`
+    "The maps of one tile, computed on the tile's context crop exactly as calibration and prediction compute them."
+    pred, sigma, (a0, a1, b0, b1), (rows, cols) = _tile_crop(self, lr, tile)
+    s = self.scale
+    hr_c = hr[..., a0 * s:a1 * s, b0 * s:b1 * s]
+    ex = None if extra is None else extra[..., a0 * s:a1 * s, b0 * s:b1 * s]
+    fid = fidelity_maps(self.fidelity, hr_c.to(pred.dtype), pred, ex)
+    return hr_c[..., rows, cols], pred[..., rows, cols], sigma[:, rows, cols], fid[:, rows, cols]
+
+@patch
+def iter_tiles(self:ConformalMask,
+               lr:Tensor,          # one low-res image `(1,3,h,w)`, validated
+               limit:float,        # $r^*$
+               generator=None,     # default: each tile's crop seeded by its content
+              ):                   # yields (cell in high-res pixels (y0, y1, x0, x1), prediction, sigma, mask) of each cell
+    "Predict an image tile by tile on the unit's layout: each tile's maps, cut to the cell it owns."
+    s = self.scale
+    for tile in image_tiles(self.seed, lr[0], self.unit['size'] // s):
+        pred, sigma, (a0, _, b0, _), _ = _tile_crop(self, lr, tile, generator)
+        y0, y1, x0, x1 = tile.cell
+        rows, cols = slice((y0 - a0) * s, (y1 - a0) * s), slice((x0 - b0) * s, (x1 - b0) * s)
+        sg = sigma[0, rows, cols]
+        yield (y0 * s, y1 * s, x0 * s, x1 * s), pred[0][:, rows, cols], sg, limit_mask(sg, limit)
+
+# %% ../nbs/07_mask.ipynb #98fe518d
+class UnitWarning(UserWarning):
+    "A prediction or evaluation outside the calibration unit: the guarantee does not cover it."
+
+@patch
+def covers(self:ConformalMask, hw:tuple)->bool:
+    "Whether a whole-image calibration covers outputs of size `hw` (H, W): a size it saw (or, when only counts were kept, a pixel count in its range)."
+    if self.unit['kind'] == 'tile': return min(hw) >= self.unit['size']
+    seen = self.unit_seen or {}
+    if seen.get('sizes'): return [int(hw[0]), int(hw[1])] in seen['sizes']
+    if seen.get('pixels'): return seen['pixels'][0] <= hw[0] * hw[1] <= seen['pixels'][1]
+    return True   # a file written before units were recorded: nothing to check against
+
+def _warn_size(self:ConformalMask, hw:tuple)->str:
+    seen = self.unit_seen or {}
+    what = (f"sizes {', '.join(f'{w}x{h}' for h, w in seen['sizes'][:6])}" if seen.get('sizes') else
+            f"{seen['pixels'][0]}..{seen['pixels'][1]} pixels")
+    text = (f"NOT GUARANTEED: this {hw[1]}x{hw[0]} output differs from the whole images calibrated on ({what}); the largest error "
+            "inside the mask grows with the area, so alpha does not bound it here. Calibrate with a tile unit "
+            "(ConformalMask(..., tile=128), CLI --tile) to predict images of any size tile by tile with the guarantee per tile")
+    warnings.warn(text, UnitWarning, stacklevel=3)
+    return text
+
+def _predict_tiles(self:ConformalMask, lr:Tensor, r:float, generator)->tuple:
+    "Prediction, sigma and mask of a batch assembled from the unit's tiles, and each image's cells."
+    s, t = self.scale, self.unit['size'] // self.scale
+    if min(lr.shape[-2:]) < t:
+        raise ValueError(f"the low-res input is {tuple(lr.shape[-2:])}, smaller than the calibration unit ({unit_name(self.unit)}, "
+                         f"{t}x{t} low-res pixels); the guarantee covers only images at least one tile large: calibrate with a smaller tile")
+    H, W = lr.shape[-2] * s, lr.shape[-1] * s
+    preds, sigmas, masks, cells = [], [], [], []
+    for b in range(lr.shape[0]):
+        out, cs = None, []
+        for (y0, y1, x0, x1), p, sg, m in self.iter_tiles(lr[b:b + 1], r, generator):
+            if out is None: out = (p.new_empty(p.shape[0], H, W), sg.new_empty(H, W), torch.empty(H, W, dtype=torch.bool, device=sg.device))
+            out[0][:, y0:y1, x0:x1], out[1][y0:y1, x0:x1], out[2][y0:y1, x0:x1] = p, sg, m
+            cs.append((y0, y1, x0, x1))
+        preds.append(out[0]); sigmas.append(out[1]); masks.append(out[2]); cells.append(cs)
+    return torch.stack(preds), torch.stack(sigmas), torch.stack(masks), cells
+
 # %% ../nbs/07_mask.ipynb #5a88657f
-def _scored(self:ConformalMask, pairs, desc:str, progress:bool):
-    "For each item of `pairs`: validate it, draw the samples and yield `(hr, prediction, sigma, fidelity map)`."
+def _items(self:ConformalMask, pairs, desc:str, progress:bool):
+    "Each item of `pairs` validated: `(i, lr, hr, semantic map or None)`, batches; with a tile unit, images at least one tile large."
     total = len(pairs) if hasattr(pairs, '__len__') else None
     for i, item in enumerate(tqdm(pairs, total=total, desc=desc, disable=not progress)):
         lr, hr, extra = unpack_item(item, f'calibration item {i}')
         lr, hr = _lr_batch(self, lr), _data_batch(self, hr, f'high-res image of pair {i}')
         if self.channels is None: self.channels = lr.shape[1]   # intensities: the first pair says C
         check_pair(self.task, lr, hr, f'pair {i}', channels=3 if self.space == 'lab' else lr.shape[1])
+        if extra is not None and getattr(extra, 'ndim', 3) == 2: extra = extra[None]
+        if self.unit['kind'] == 'tile' and min(lr.shape[-2:]) < (t := self.unit['size'] // self.scale):
+            raise ValueError(f"pair {i}: the low-res image is {tuple(lr.shape[-2:])}, smaller than the unit's {t}x{t} low-res "
+                             f"tile ({unit_name(self.unit)}); use images at least one tile large, or a smaller tile")
+        yield i, lr, hr, extra
+
+def _scored(self:ConformalMask, pairs, desc:str, progress:bool, sizes:set|None=None, draws:int=1):
+    "For each calibration unit of `pairs` (an image, or one tile of each image): draw the samples and yield `(hr, prediction, sigma, fidelity map)`."
+    for i, lr, hr, extra in _items(self, pairs, desc, progress):
+        if self.unit['kind'] == 'tile':   # one tile of each image's layout, read with its context
+            for b in range(lr.shape[0]):
+                for k in range(draws):
+                    yield self.tile_maps(lr[b:b + 1], hr[b:b + 1], None if extra is None else extra[b:b + 1],
+                                         calibration_tile(self.seed, lr[b], self.unit['size'] // self.scale, k))
+            continue
+        if sizes is not None: sizes.update([tuple(hr.shape[-2:])])
         pred, sigma = _sample_sigma(self, lr, None)   # lr is validated above: not again
         yield hr, pred, sigma, fidelity_maps(self.fidelity, hr, pred, extra)
 
@@ -230,6 +365,7 @@ def calibrate(self:ConformalMask,
               store=None,          # record-store folder: a stopped run resumes from it (engine 'local' or 'ray')
               guarantee:str='expected', # 'expected' (Theorem 2.1) or 'high-probability' (risk <= alpha with probability >= 1 - delta)
               delta:float=0.1,     # failure probability of the 'high-probability' guarantee
+              tiles_per_image:int=1, # with a tile unit: calibration tiles drawn from each image (1: the exact statement; see `tiling`)
               **scale_options,     # more options of `conformal_superres.at_scale.calibrator_at_scale` (address, band_rows, ...)
              )->dict:              # {alpha: r*}
     "Calibrate the limit $r^*$ on calibration pairs (Theorem 2.1, or the high-probability rule), streaming image by image."
@@ -238,6 +374,10 @@ def calibrate(self:ConformalMask,
     hp = guarantee == 'high-probability'
     if hp and not (isinstance(delta, (int, float)) and not isinstance(delta, bool) and 0 < delta < 1):
         raise ValueError(f"delta must lie in (0, 1), got {delta}")
+    if not isinstance(tiles_per_image, int) or tiles_per_image < 1 or (tiles_per_image > 1 and self.unit['kind'] != 'tile'):
+        raise ValueError(f"tiles_per_image={tiles_per_image!r}: a positive integer, above 1 only with a tile unit (ConformalMask(..., tile=T))")
+    if (engine is not None or store is not None) and tiles_per_image != 1:
+        raise ValueError("tiles_per_image > 1 calibrates in this process: leave out engine and store (at scale: one tile per image)")
     if (engine is not None or store is not None) and self.space != 'lab':
         raise ValueError("engine= and store= (conformal_superres.at_scale) calibrate sRGB photos; calibrate intensities without them")
     levels = check_alphas(alphas, self.bound)           # before the first model call
@@ -248,14 +388,18 @@ def calibrate(self:ConformalMask,
         self.guarantee = new   # the record store's configuration names the guarantee being calibrated
         if engine is not None or store is not None:
             cal = calibrator_at_scale(self, pairs, store=store, engine=engine or 'local', workers=workers, progress=progress, **scale_options)
+            sizes = None
         else:
-            cal = Calibrator(bound=self.bound)
-            for hr, pred, sigma, fid in _scored(self, pairs, 'calibrating', progress):
+            cal, sizes = Calibrator(bound=self.bound), set()
+            for hr, pred, sigma, fid in _scored(self, pairs, 'calibrating', progress, sizes, tiles_per_image):
                 for b in range(sigma.shape[0]): cal.add(sigma[b], fid[b])
         if cal.n == 0: raise ValueError("the calibration set is empty: pass at least one (lr, hr) pair")
         limits = {a: limit_of(cal, a, new) for a in levels}
     finally: self.guarantee = old
-    self.calibrator, self._n, self.limits, self.guarantee = cal, cal.n, limits, new
+    px = [int(r.n_pixels) for r in cal.records]
+    seen = None if self.unit['kind'] == 'tile' else dict(sizes=sorted([list(s) for s in sizes]) if sizes else None,
+                                                          pixels=[min(px), max(px)])
+    self.calibrator, self._n, self.limits, self.guarantee, self.unit_seen = cal, cal.n, limits, new, seen
     return dict(self.limits)
 
 # %% ../nbs/07_mask.ipynb #14fc144d
@@ -283,10 +427,17 @@ def predict(self:ConformalMask,
     "The prediction $\\hat Y$, the trusted-pixel mask $M_\\alpha(X)=\\{p: \\sigma_p < r^*\\}$ and $\\sigma$."
     single = getattr(lr, 'ndim', 4) == 3
     r = self.limit(alpha)
-    pred, sigma = self.sample_sigma(lr, generator)
-    mask = limit_mask(sigma, r)     # what `Calibrator.mask(sigma, alpha)` returns
-    if single: pred, sigma, mask = pred[0], sigma[0], mask[0]
-    return Prediction(pred, mask, sigma, r, float(alpha))
+    delta = self.guarantee.get('delta')
+    if self.unit['kind'] == 'tile':
+        pred, sigma, mask, cells = _predict_tiles(self, _lr_batch(self, lr), r, generator)
+        text = unit_statement(self.unit, alpha, None, delta)
+    else:
+        pred, sigma = self.sample_sigma(lr, generator)
+        mask, cells = limit_mask(sigma, r), None     # what `Calibrator.mask(sigma, alpha)` returns
+        text = unit_statement(self.unit, alpha, self.unit_seen, delta)
+        if not self.covers(pred.shape[-2:]): text = _warn_size(self, pred.shape[-2:])
+    if single: pred, sigma, mask, cells = pred[0], sigma[0], mask[0], (cells[0] if cells else None)
+    return Prediction(pred, mask, sigma, r, float(alpha), cells, text)
 
 # %% ../nbs/07_mask.ipynb #23b0d4f4
 @torch.no_grad()
@@ -296,35 +447,82 @@ def evaluate(self:ConformalMask,
              alphas=(0.1,),       # the calibrated level(s) to evaluate
              progress:bool=True,
             )->list:              # one dict per image and alpha
-    "Per-image fidelity error inside the mask, mask fraction and PSNR inside the mask, for each alpha."
+    "Per image (tile=None) and, with a tile unit, per tile of its layout: the largest error inside the mask, the mask fraction and the PSNR inside the mask, for each alpha."
     alphas = [float(a) for a in np.atleast_1d(alphas)]
     rs = {a: self.limit(a) for a in alphas}
-    rows, k = [], 0
+    if self.unit['kind'] == 'tile': return _evaluate_tiles(self, pairs, alphas, rs, progress)
+    rows, k, outside = [], 0, None
     for hr, pred, sigma, fid in _scored(self, pairs, 'evaluating', progress):
         for b in range(sigma.shape[0]):
             full, rec = psnr(hr[b], pred[b]), loss_records(sigma[b], fid[b])
+            inside = self.covers(hr.shape[-2:])
+            if not inside and outside is None: outside = tuple(hr.shape[-2:])
             for a in alphas:
                 m = limit_mask(sigma[b], rs[a])   # the mask of `predict`; its loss max{D : sigma < r*} from the records
-                rows.append(dict(image=k, alpha=a, limit=rs[a], fidelity_error=rec.at(rs[a], strict=True),
-                                 mask_fraction=float(m.double().mean()), psnr_masked=psnr(hr[b], pred[b], m), psnr_full=full))
+                rows.append(dict(image=k, tile=None, alpha=a, limit=rs[a], fidelity_error=rec.at(rs[a], strict=True),
+                                 mask_fraction=float(m.double().mean()), psnr_masked=psnr(hr[b], pred[b], m), psnr_full=full,
+                                 guaranteed=inside))
+            k += 1
+    if outside is not None: _warn_size(self, outside)
+    return rows
+
+def _evaluate_tiles(self:ConformalMask, pairs, alphas:list, rs:dict, progress:bool)->list:
+    "`evaluate` with a tile unit: a row per tile of each image's layout (guaranteed), and one for the assembled image (not)."
+    rows, k, s, t = [], 0, self.scale, self.unit['size'] // self.scale
+    for _, lr, hr, extra in _items(self, pairs, 'evaluating', progress):
+        for b in range(lr.shape[0]):
+            l1, h1, e1 = lr[b:b + 1], hr[b:b + 1], None if extra is None else extra[b:b + 1]
+            pred_w = sigma_w = None
+            for j, tile in enumerate(image_tiles(self.seed, lr[b], t)):
+                ht, pt, st, ft = self.tile_maps(l1, h1, e1, tile)
+                rec, full = loss_records(st[0], ft[0]), psnr(ht[0], pt[0])
+                for a in alphas:
+                    m = limit_mask(st[0], rs[a])
+                    rows.append(dict(image=k, tile=j, alpha=a, limit=rs[a], fidelity_error=rec.at(rs[a], strict=True),
+                                     mask_fraction=float(m.double().mean()), psnr_masked=psnr(ht[0], pt[0], m), psnr_full=full,
+                                     guaranteed=True))
+                if pred_w is None: pred_w, sigma_w = pt.new_empty(h1.shape), st.new_empty(h1.shape[:1] + h1.shape[2:])
+                y0, y1, x0, x1 = tile.cell   # the assembled image takes each tile's maps on the cell it owns, as `predict` does
+                inner = (slice((y0 - tile.y) * s, (y1 - tile.y) * s), slice((x0 - tile.x) * s, (x1 - tile.x) * s))
+                pred_w[..., y0 * s:y1 * s, x0 * s:x1 * s] = pt[(..., *inner)]
+                sigma_w[..., y0 * s:y1 * s, x0 * s:x1 * s] = st[(..., *inner)]
+            rec = loss_records(sigma_w[0], fidelity_maps(self.fidelity, h1.to(pred_w.dtype), pred_w, e1)[0])
+            full = psnr(h1[0], pred_w[0])
+            for a in alphas:
+                m = limit_mask(sigma_w[0], rs[a])
+                rows.append(dict(image=k, tile=None, alpha=a, limit=rs[a], fidelity_error=rec.at(rs[a], strict=True),
+                                 mask_fraction=float(m.double().mean()), psnr_masked=psnr(h1[0], pred_w[0], m), psnr_full=full,
+                                 guaranteed=False))
             k += 1
     return rows
 
 # %% ../nbs/07_mask.ipynb #acc53346
+def _mean_se(x)->tuple:
+    x = np.asarray(x, float)
+    return float(x.mean()), (float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else float('nan'))
+
 def summarise(rows:list)->list:
-    "Per-alpha means of `evaluate`'s rows: fidelity error (with standard error), mask fraction, PSNR."
+    "Per-alpha means of `evaluate`'s rows: the mean over units (tiles, or images) of the largest error inside the mask, with its standard error, mask fraction, PSNR."
     out = []
     for a in sorted({r['alpha'] for r in rows}):
         rs = [r for r in rows if r['alpha'] == a]
-        err = np.array([r['fidelity_error'] for r in rs])
-        pm = np.array([r['psnr_masked'] for r in rs])
+        whole, tiles = [r for r in rs if r.get('tile') is None], [r for r in rs if r.get('tile') is not None]
+        if tiles:   # the guaranteed quantity: per image, the mean over its tiles; the standard error is across images
+            per_image = {}
+            for r in tiles: per_image.setdefault(r['image'], []).append(r['fidelity_error'])
+            err, se = _mean_se([np.mean(v) for v in per_image.values()])
+        else: err, se = _mean_se([r['fidelity_error'] for r in whole])
+        pm = np.array([r['psnr_masked'] for r in (tiles or whole)])
         finite = pm[np.isfinite(pm)]
-        out.append(dict(alpha=a, n_images=len(rs), fidelity_error=float(err.mean()),
-                        fidelity_error_se=float(err.std(ddof=1) / math.sqrt(len(err))) if len(err) > 1 else float('nan'),
-                        mask_fraction=float(np.mean([r['mask_fraction'] for r in rs])),
-                        psnr_masked=float(finite.mean()) if len(finite) else float('nan'),
-                        empty_masks=int(np.isnan(pm).sum()),
-                        psnr_full=float(np.mean([r['psnr_full'] for r in rs]))))
+        d = dict(alpha=a, unit='tile' if tiles else 'whole image', n_images=len(whole), n_tiles=len(tiles),
+                 fidelity_error=err, fidelity_error_se=se,
+                 mask_fraction=float(np.mean([r['mask_fraction'] for r in whole])),
+                 psnr_masked=float(finite.mean()) if len(finite) else float('nan'),
+                 empty_masks=int(np.isnan(pm).sum()),
+                 psnr_full=float(np.mean([r['psnr_full'] for r in whole])),
+                 outside_unit=sum(1 for r in whole if r.get('guaranteed') is False and not tiles))
+        if tiles: d['whole_image_error'], d['whole_image_error_se'] = _mean_se([r['fidelity_error'] for r in whole])
+        out.append(d)
     return out
 
 # %% ../nbs/07_mask.ipynb #507f1a6e
@@ -361,6 +559,20 @@ def validate_calibration(doc:dict,          # the parsed JSON of a calibration f
         bad('config.guarantee.delta', f"{g.get('delta')!r} is not a failure probability in (0, 1)")
     if 'data' in cfg: _validate_data(cfg, metric, bad)
     elif getattr(metric, 'space', 'lab') != 'lab': bad('config.data', "missing: a calibration of intensities records their space, channels and range")
+    u = cfg.get('unit', dict(kind='whole'))   # files written before the unit was recorded: whole images
+    if not isinstance(u, dict) or u.get('kind') not in ('tile', 'whole'):
+        bad('config.unit', f"{u!r} is not {{'kind': 'tile', 'size': <px>}} or {{'kind': 'whole'}}")
+    if u['kind'] == 'tile':
+        sz = u.get('size')
+        if not isinstance(sz, int) or isinstance(sz, bool) or sz < 1 or sz % cfg['scale']:
+            bad('config.unit.size', f"{sz!r} is not a tile side in high-res pixels (a positive multiple of the scale {cfg['scale']})")
+    seen = doc.get('unit_seen')
+    if seen is not None:
+        ok = isinstance(seen, dict) and (seen.get('sizes') is None or (isinstance(seen['sizes'], list) and all(
+            isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) and v > 0 for v in s) for s in seen['sizes'])))
+        px = seen.get('pixels') if isinstance(seen, dict) else None
+        ok = ok and (px is None or (isinstance(px, list) and len(px) == 2 and all(isinstance(v, int) and v > 0 for v in px) and px[0] <= px[1]))
+        if not ok: bad('unit_seen', f"{seen!r} is not {{'sizes': [[H, W], ...] or null, 'pixels': [min, max]}}")
     n = doc.get('n')
     if not isinstance(n, int) or isinstance(n, bool) or n < 1: bad('n', f"{n!r} is not a number of calibration images (an integer >= 1)")
     B = _number(doc.get('bound'))
@@ -402,6 +614,7 @@ def save(self:ConformalMask,
     doc = dict(format=FORMAT, format_version=FORMAT_VERSION, package_version=_package_version(),
                config=self.config(), n=self.n, bound=self.bound,
                limits=[dict(alpha=a, limit=_float_json(r)) for a, r in sorted(self.limits.items())])
+    if self.unit_seen is not None: doc['unit_seen'] = self.unit_seen
     return write_atomic(Path(path), json.dumps(doc, indent=1, allow_nan=False).encode(), exclusive=exclusive)
 
 def _differences(a:dict, b:dict, prefix:str='')->list:
@@ -444,13 +657,19 @@ def load(self:ConformalMask,
                                    "for inputs made as in calibration; calibrate again for this task, or load it for its own task")
     channels = self.channels
     if self.space == 'linear' and self.channels is None: self.channels = doc['config'].get('data', {}).get('channels')
-    diff = _differences({'guarantee': dict(kind='expected', delta=None)} | {'task': theirs} | doc['config'], self.config())  # older files: expected, super-resolution
+    unit = doc['config'].get('unit', dict(kind='whole'))
+    if unit != self.unit:
+        raise CalibrationFileError(f"{path} was calibrated with the unit {unit_name(unit)} but this object uses the unit {unit_name(self.unit)}: "
+                                   "the limit bounds the largest error of a unit of the calibration's size only; make the object with "
+                                   f"tile={unit.get('size')} (ConformalMask.from_file does), or calibrate again for this unit")
+    diff = _differences({'guarantee': dict(kind='expected', delta=None), 'unit': dict(kind='whole')} | {'task': theirs} | doc['config'],
+                        self.config())  # older files: expected, super-resolution, whole images
     if diff:
         self.channels = channels   # the object as it was
         raise ValueError(f"{path} was calibrated under another configuration ({'; '.join(diff)}): "
                          "calibrate again, or make the ConformalMask as in the file (ConformalMask.from_file)")
     limits = {_number(d['alpha']): _number(d['limit']) for d in doc['limits']}
-    self.calibrator, self._n, self.limits = None, int(doc['n']), limits   # all together, after every check
+    self.calibrator, self._n, self.limits, self.unit_seen = None, int(doc['n']), limits, doc.get('unit_seen')   # all together, after every check
     return self
 
 @patch(cls_method=True)
@@ -459,6 +678,7 @@ def from_file(cls:ConformalMask, path, model, **kwargs)->ConformalMask:
     doc = read_calibration(path)
     c = doc['config']
     if 'task' in c: kwargs.setdefault('task', task_from_config(c['task']))
+    kwargs.setdefault('tile', c.get('unit', {}).get('size'))   # the file's unit
     cm = cls(model, uncertainty=uncertainty_from_config(c['uncertainty']), fidelity=fidelity_from_config(c['fidelity']),
              n_samples=c['n_samples'], **kwargs)
     cm.guarantee = dict(c.get('guarantee', cm.guarantee))

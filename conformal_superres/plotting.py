@@ -184,14 +184,18 @@ def png_bytes(a:np.ndarray)->bytes:
 
 # %% ../nbs/07c_plotting.ipynb #832ff9d2
 def plot_risk(summary:list, path:Path, title:str=''):
-    "Mean fidelity error inside the mask against alpha, with standard-error bars and the line y = alpha."
+    "The mean over units (images, or tiles) of the largest error inside the mask against alpha, with standard-error bars and the line y = alpha."
     import matplotlib.pyplot as plt
     a = np.array([r['alpha'] for r in summary]); e = np.array([r['fidelity_error'] for r in summary])
     se = np.array([r['fidelity_error_se'] for r in summary]); frac = np.array([r['mask_fraction'] for r in summary])
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.6))
     ax[0].plot([0, a.max() * 1.05], [0, a.max() * 1.05], 'k--', lw=1, label='y = alpha (the guarantee)')
-    ax[0].errorbar(a, e, yerr=2 * se, fmt='o-', capsize=3, label='test: mean error in mask (± 2 s.e.)')
-    ax[0].set_xlabel('alpha'); ax[0].set_ylabel('fidelity error inside the mask'); ax[0].legend(fontsize=8)
+    tiles = summary[0].get('unit') == 'tile'
+    ax[0].errorbar(a, e, yerr=2 * se, fmt='o-', capsize=3, label=f"test, per {'tile' if tiles else 'image'} (± 2 s.e.)")
+    if tiles:
+        ax[0].errorbar(a, [r['whole_image_error'] for r in summary], yerr=[2 * r['whole_image_error_se'] for r in summary], fmt='s:',
+                       capsize=3, color='grey', label='whole images (not guaranteed)')
+    ax[0].set_xlabel('alpha'); ax[0].set_ylabel(f"mean over {'tiles' if tiles else 'images'} of the\nlargest error inside the mask"); ax[0].legend(fontsize=8)
     ax[1].plot(a, frac, 'o-'); ax[1].set_xlabel('alpha'); ax[1].set_ylabel('fraction of pixels trusted'); ax[1].set_ylim(0, 1)
     if title: fig.suptitle(title)
     fig.tight_layout(); write_atomic(path, figure_bytes(fig, 110)); plt.close(fig)

@@ -32,7 +32,7 @@ def check_alphas(alphas:list, bound:float, option:str='--alphas')->list:
     for a in alphas:
         try: check_alpha(a, bound)
         except ValueError:
-            raise UsageError(f"{option}: alpha={a:g} is outside (0, B={bound:g}]; alpha bounds the expected fidelity error inside the mask,"
+            raise UsageError(f"{option}: alpha={a:g} is outside (0, B={bound:g}]; alpha bounds the expected largest error inside the mask,"
                              f" in the fidelity metric's units (between 0 and its bound B={bound:g})") from None
     return alphas
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 from ..uncertainty import Uncertainty
 from ..calibration import min_calibration_size
-from ..mask import ConformalMask, summarise
+from ..mask import ConformalMask, UnitWarning, summarise, unit_name, unit_statement
+from ..tiling import image_tiles
 from ..tasks import SuperResolution, as_task
 from ..data.images import (OutputError, check_not_input, check_writable, encode_pngs, load_image, load_intensity,
                                            to_uint8, write_atomic, write_files)
@@ -19,7 +20,7 @@ from ..fidelity import Intensity
 import torch
 from ..data.pairs import batched, make_pairs
 from ..models.adapters import FolderSamples, KeptSamples
-from ..plotting import example_indices, overlay_picture, png_bytes, sigma_picture
+from ..plotting import example_indices, overlay, overlay_legend, png_bytes, sigma_picture, with_legend
 from ..reports import REPORT_FILES, describe_config, table_markdown, write_report
 from .errors import InputError, OutputPathError, UsageError, warn
 from .checks import (check_alphas, check_device, check_engine, check_images, check_level, check_outputs,
@@ -82,8 +83,12 @@ def _calibration_data(args)->tuple:
         except (FileNotFoundError, ValueError) as e: raise InputError(f"--samples: {e}") from None
         return model, list(model.pairs()), len(model)
     if not args.data: raise UsageError("calibrate needs --data FOLDER (high-resolution images) or --samples FOLDER")
-    photos = folder_photos(args.data, args.crop)
-    return None, photos, len(photos) * (args.crops_per_image if args.crop else 1)
+    if args.crop is None and not args.unit and not getattr(args, 'whole_images', False): args.crop = 128   # the default crop
+    if args.unit and args.crop:
+        raise UsageError(f"--unit {args.unit} draws tiles from whole images and --crop {args.crop} cuts crops for a whole-image "
+                         "calibration: give one of them")
+    photos = folder_photos(args.data, args.unit or args.crop)
+    return None, photos, len(photos) * (args.crops_per_image if (args.crop or args.unit) else 1)
 
 def _model_pairs(args, photos:list, at_scale:bool)->tuple:
     "The model named by `--model` and the calibration crops cut from `photos` (None: whole files, read where computed)."
@@ -92,9 +97,12 @@ def _model_pairs(args, photos:list, at_scale:bool)->tuple:
     if at_scale and task not in (None, 'super-resolution') and not isinstance(task, SuperResolution):
         raise UsageError(f"--engine and --store calibrate super-resolution models; for the task {as_task(task).name!r} "
                          "calibrate without them")
-    pairs = (None if at_scale and not args.crop else   # whole files: each read where it is computed
-             make_pairs(photos, args.crop, args.crops_per_image if args.crop else 1, seed=args.seed, progress=not args.quiet,
-                        task=task))
+    if args.unit:   # whole images, read one at a time; calibration draws its tiles from them
+        pairs = None if at_scale else (make_pairs([p], None, 1, task=task)[0] for p in photos)
+    else:
+        pairs = (None if at_scale and not args.crop else   # whole files: each read where it is computed
+                 make_pairs(photos, args.crop, args.crops_per_image if args.crop else 1, seed=args.seed, progress=not args.quiet,
+                            task=task))
     return model, pairs
 
 def _calibrated(args, cm:ConformalMask, pairs, alphas:list, at_scale:bool)->dict:
@@ -105,6 +113,9 @@ def _calibrated(args, cm:ConformalMask, pairs, alphas:list, at_scale:bool)->dict
             return cm.calibrate(_keyed_items(args, pairs, cm.scale), alphas, progress=not args.quiet, engine=args.engine or 'local',
                                 workers=args.workers, store=args.store, address=args.address, band_rows=args.band_rows,
                                 guarantee=args.guarantee, delta=args.delta)
+        if cm.unit['kind'] == 'tile':
+            return cm.calibrate(pairs, alphas, progress=not args.quiet, guarantee=args.guarantee, delta=args.delta,
+                                tiles_per_image=args.crops_per_image)
         return cm.calibrate(batched(pairs), alphas, progress=not args.quiet, guarantee=args.guarantee, delta=args.delta)
 
 def _say_limits(args, cm:ConformalMask, th:dict, low:list, out:Path):
@@ -115,7 +126,16 @@ def _say_limits(args, cm:ConformalMask, th:dict, low:list, out:Path):
                  if th[a] == -math.inf else '')
         print(f"alpha={a:g}  limit r*={th[a]:.6g} (mask: sigma < r*){empty}")
     kind = 'expected risk' if args.guarantee == 'expected' else f'high probability, delta={args.delta:g}'
-    print(f"calibrated {len(th)} level{'s' * (len(th) > 1)} on n={cm.n} images ({kind}); wrote the calibration to {out}"
+    seen = cm.unit_seen or {}
+    sizes = ', '.join(f'{w}x{h}' for h, w in (seen.get('sizes') or [])[:4]) + (', ...' if len(seen.get('sizes') or []) > 4 else '')
+    print(f"calibration unit: {unit_name(cm.unit)}" + (f" (one per draw from each image, {cm.n} tiles)" if cm.unit['kind'] == 'tile' else
+          f" (sizes calibrated on: {sizes or 'not recorded'})"))
+    print(f"the guarantee, at each level: {unit_statement(cm.unit, min(th), cm.unit_seen, cm.guarantee.get('delta'))}".replace(
+        f"at most {min(th):g}", "at most alpha"))
+    if cm.unit['kind'] == 'whole' and seen.get('sizes') and len(seen['sizes']) == 1:
+        warn(f"this calibration holds for {sizes} images only; predict on larger images is not guaranteed (the largest error "
+             "grows with the area): calibrate with --unit N to predict any size tile by tile")
+    print(f"calibrated {len(th)} level{'s' * (len(th) > 1)} on n={cm.n} {'tiles' if cm.unit['kind'] == 'tile' else 'images'} ({kind}); wrote the calibration to {out}"
           + (f" and the samples to {args.keep_samples} (reuse them with --samples)" if args.keep_samples else ''))
 
 # %% ../../nbs/cli/23f_commands.ipynb #e165359e
@@ -127,10 +147,16 @@ def cmd_calibrate(args):
     model, data, n = _calibration_data(args)
     low = _feasibility(alphas, n, float(fidelity.bound), 'cannot be calibrated with')
     model, pairs = (model, data) if model is not None else _model_pairs(args, data, at_scale)
+    if args.keep_samples and args.unit:
+        raise UsageError("--keep-samples keeps the samples of whole images or crops; with --unit the samples are drawn per tile: leave one out")
     if args.keep_samples:
         model = KeptSamples(model, args.keep_samples)
         for i, p in enumerate(pairs): model.expect(f"{getattr(p, 'source_id', 'image')}#{i}", p[0], p[1])
-    cm = ConformalMask(model, uncertainty=unc, fidelity=fidelity, n_samples=args.n_samples, seed=args.seed)
+    if args.unit and args.samples: raise UsageError("--unit draws tiles with the model; pre-computed --samples are whole images: leave out --unit")
+    if args.unit and at_scale and args.crops_per_image != 1:
+        raise UsageError("--engine/--store with --unit draw one tile per image: pass --crops-per-image 1, or calibrate in-process")
+    try: cm = ConformalMask(model, uncertainty=unc, fidelity=fidelity, n_samples=args.n_samples, seed=args.seed, tile=args.unit or None)
+    except ValueError as e: raise UsageError(f"--unit: {e}") from None
     th = _calibrated(args, cm, pairs, alphas, at_scale)
     cm.save(out, exclusive=not args.overwrite)   # without --overwrite a file made meanwhile (a second run) is never replaced
     _say_limits(args, cm, th, low, out)
@@ -155,10 +181,16 @@ def release_freed_memory()->bool:
 # %% ../../nbs/cli/23f_commands.ipynb #7f53ec20
 PREDICT_FILES = ('prediction.png', 'mask.png', 'overlay.png', 'sigma.png', 'sigma.npy')
 
-def prediction_files(pred:np.ndarray, sigma:np.ndarray, mask:np.ndarray, alpha:float, limit:float)->list:
+def prediction_files(pred:np.ndarray, sigma:np.ndarray, mask:np.ndarray, alpha:float, limit:float,
+                     cells:list|None=None, # with a tile unit: the cells (y0, y1, x0, x1) of the tiles, drawn as a grid on the overlay
+                    )->list:
     "The bytes of the files `predict` writes for one image, in the order of `PREDICT_FILES`."
+    ov = overlay(pred, mask)
+    for y0, y1, x0, x1 in cells or []:   # the tile grid: one-pixel white lines along each cell's top and left edges
+        ov[y0, x0:x1] = 255; ov[y0:y1, x0] = 255
+    ov = with_legend(ov, overlay_legend(pred.shape[1], alpha, limit, float(mask.mean())))
     npy = io.BytesIO(); np.save(npy, sigma)
-    pngs = encode_pngs([pred, mask * np.uint8(255), overlay_picture(pred, mask, alpha, limit), sigma_picture(sigma, limit)])
+    pngs = encode_pngs([pred, mask * np.uint8(255), ov, sigma_picture(sigma, limit)])
     return [*pngs, npy.getvalue()]   # fast zlib level, encoded in parallel: see `encode_pngs`
 
 # %% ../../nbs/cli/23f_commands.ipynb #cd2f7865
@@ -215,17 +247,32 @@ def cmd_predict(args):
             warn(f"{f} is already {w}x{h} px ({h * w / 1e6:.1f} MP); x{scale} makes {w * scale}x{h * scale} px "
                  f"({h * w * scale ** 2 / 1e6:.0f} MP; its outputs take about {h * w * scale ** 2 * 20 / 2 ** 30:.1f} GiB of memory "
                  "and as much again of disk); it runs tile by tile but takes long: downscale it first if it is already sharp")
+    unit = doc['config'].get('unit', dict(kind='whole'))
+    if unit['kind'] == 'tile':
+        t = unit['size'] // scale
+        for f, (h, w) in zip(args.images, sizes):
+            if min(h, w) < t:
+                raise InputError(f"{f} is {w}x{h} px, smaller than the calibration unit's {t}x{t} px tile ({unit['size']} px output): "
+                                 "predict images at least one tile large, or calibrate with a smaller --unit")
     cm = load_mask(args, doc)
-    for f, stem, fs in zip(args.images, stems, files):
+    for f, stem, fs, (h, w) in zip(args.images, stems, files, sizes):
         lr = load_image(f)
         pred, sigma, mask, r = predict_tiled(cm, lr, alpha, args.tile, progress=not args.quiet, desc=Path(f).name)
         release_freed_memory()   # the tiles' blocks: the pictures below need memory of other sizes
         frac = float(mask.mean())
-        write_files(dict(zip(fs, prediction_files(pred, sigma, mask, alpha, r))))
-        print(f"{f}: {frac:.1%} of pixels trusted at alpha={alpha:g} (limit r* {r:.4g}, mask: sigma < r*); wrote {out / stem}_*"
+        cells = ([tuple(scale * v for v in tl.cell) for tl in image_tiles(cm.seed, lr, unit['size'] // scale)]
+                 if unit['kind'] == 'tile' else None)
+        if cm.covers((h * scale, w * scale)): what = unit_statement(cm.unit, alpha, cm.unit_seen, cm.guarantee.get('delta'))
+        else:
+            what = (f"NOT GUARANTEED: its {w * scale}x{h * scale} output differs from the sizes calibrated on; calibrate with --unit N "
+                    "to predict any size tile by tile")
+        write_files(dict(zip(fs, prediction_files(pred, sigma, mask, alpha, r, cells))))
+        if what.startswith('NOT'): warn(f"{f}: {what}")
+        print(f"{f}: {frac:.1%} of pixels trusted at alpha={alpha:g} (limit r* {r:.4g}, mask: sigma < r*); {what}; wrote {out / stem}_*"
               + (" (outputs named after the folder: inputs share a file name)" if stem != Path(f).stem else ''))
     print(f"wrote {len(PREDICT_FILES)} files for each of {len(files)} image{'s' * (len(files) > 1)} to {out}: "
-          "_prediction.png (generated image), _mask.png (white = trusted), _overlay.png (untrusted tinted red, with legend), "
+          "_prediction.png (generated image), _mask.png (white = trusted), _overlay.png (untrusted tinted red, with legend"
+          + (", and the calibration unit's tile grid in white" if doc['config'].get('unit', {}).get('kind') == 'tile' else '') + "), "
           "_sigma.png (uncertainty, log colour bar, limit r* marked), _sigma.npy (uncertainty values)")
 
 # %% ../../nbs/cli/23f_commands.ipynb #e7d90f0f
@@ -239,21 +286,34 @@ def cmd_evaluate(args):
     for a in alphas: check_level(a, doc, '--alphas')
     out = Path(args.out).expanduser()
     check_outputs([out / f for f in REPORT_FILES], args.overwrite)
+    unit, seen = doc['config'].get('unit', dict(kind='whole')), doc.get('unit_seen') or {}
+    crop = args.crop
+    if crop is None and not getattr(args, 'whole_images', False):   # the calibration's unit: whole images tile by tile, or crops of the one size calibrated on
+        one = seen.get('sizes') if len(seen.get('sizes') or []) == 1 and seen['sizes'][0][0] == seen['sizes'][0][1] else None
+        crop = 0 if unit['kind'] == 'tile' else one[0][0] if one else 128
+    if unit['kind'] == 'tile' and crop and crop < unit['size']:
+        raise UsageError(f"--crop {crop} is smaller than the calibration unit ({unit_name(unit)}): leave out --crop to evaluate whole images tile by tile")
     if not args.samples:
         if not args.data: raise UsageError("evaluate needs --data FOLDER (high-resolution images) or --samples FOLDER")
-        photos = folder_photos(args.data, args.crop, doc['config'].get('scale') or 1)
+        photos = folder_photos(args.data, crop or (unit['size'] if unit['kind'] == 'tile' else 0), doc['config'].get('scale') or 1)
     else: check_device(args.device)
     cm = load_mask(args, doc)
     if args.samples: plist = list(cm.model.pairs())
-    else: plist = make_pairs(photos, args.crop, args.crops_per_image if args.crop else 1, seed=args.seed, progress=not args.quiet,
+    else: plist = make_pairs(photos, crop or None, args.crops_per_image if crop else 1, seed=args.seed, progress=not args.quiet,
                              task=cm.task)
     pairs = batched(plist)
-    rows = cm.evaluate(pairs, alphas, progress=not args.quiet)
+    with warnings.catch_warnings(record=True) as outside:
+        warnings.simplefilter('always', UnitWarning)
+        rows = cm.evaluate(pairs, alphas, progress=not args.quiet)
+    for w in outside[:1]: warn(str(w.message))
     summary = summarise(rows)
     cfg = cm.config()
     note = (f"{len(plist)} test images, model {cfg['model']}, calibrated on n = {cm.n}, M = {cm.n_samples}, sigma = "
-            f"{describe_config(cfg['uncertainty'])}, fidelity = {describe_config(cfg['fidelity'])}, bound B = {cm.bound:g}. The guarantee: "
-            "mean fidelity error inside the mask <= alpha, for test images exchangeable with the calibration images.")
+            f"{describe_config(cfg['uncertainty'])}, fidelity = {describe_config(cfg['fidelity'])}, bound B = {cm.bound:g}. The guarantee, "
+            f"per unit ({unit_name(cm.unit)}): {unit_statement(cm.unit, min(alphas), cm.unit_seen, cm.guarantee.get('delta'))}".replace(
+                f"at most {min(alphas):g}", "at most alpha") + ", for test images exchangeable with the calibration images"
+            + ("; the whole-image column is the same quantity over whole images and is not guaranteed." if cm.unit['kind'] == 'tile' else
+               ("; images of sizes not calibrated on are not covered." if any(r.get('guaranteed') is False for r in rows) else ".")))
     which = example_indices([getattr(p, 'source_id', i) for i, p in enumerate(plist)])
     write_report(cm, summary, rows, pairs, alphas, out, note, which)
     print(table_markdown(summary, note))

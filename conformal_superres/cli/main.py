@@ -38,7 +38,7 @@ def main(argv=None):
         args = parser().parse_args(argv)
         for k in ('crop',):
             if getattr(args, k, None) is not None and args.crop < 0: raise UsageError(f"--crop must be >= 0, not {args.crop}")
-        if getattr(args, 'crop', None) == 0: args.crop = None
+        if getattr(args, 'crop', None) == 0: args.crop, args.whole_images = None, True   # --crop 0: whole images, said explicitly
         if getattr(args, 'tile', 0) < 0: raise UsageError(f"--tile must be >= 0, not {args.tile}")
         torch.set_num_threads(thread_count(args))
         with warnings.catch_warnings():

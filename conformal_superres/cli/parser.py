@@ -15,7 +15,7 @@ from .commands import cmd_calibrate, cmd_demo, cmd_evaluate, cmd_predict
 __all__ = ['ALPHA_HELP', 'parser']
 
 # %% ../../nbs/cli/23g_parser.ipynb #41d86517
-ALPHA_HELP = ("alpha bounds the expected fidelity error inside the mask, in the fidelity metric's units (normalised CIELAB L1, "
+ALPHA_HELP = ("alpha bounds the expected largest error inside the mask of a calibration unit (an image like the calibration images, or a --unit tile), in the fidelity metric's units (normalised CIELAB L1, "
               "between 0 and its bound B = 3; B = 1 for rgb_pointwise); a level alpha needs n >= B/alpha - 1 calibration "
               "images for a non-empty mask (29 for alpha = 0.1 with B = 3)")
 
@@ -90,8 +90,10 @@ def _add_calibrate(sub):
     c.add_argument('--clip-quantile', type=float, default=None, help='clip sigma at this per-image quantile; none by default')
     c.add_argument('--fidelity', default='neighbourhood', help='fidelity metric D: neighbourhood, pointwise, smoothed_error, rgb_pointwise')
     c.add_argument('--fidelity-kernel', default='box:5', help='window of the neighbourhood and smoothed_error metrics')
-    c.add_argument('--crop', type=int, default=128, help='HR crop side in pixels (0: whole images)')
-    c.add_argument('--crops-per-image', type=int, default=4, help='random crops per image: n = images x crops')
+    c.add_argument('--crop', type=int, default=None, help='HR crop side in pixels (0: whole images; default 128 without --unit); the guarantee then holds for images of this size')
+    c.add_argument('--unit', type=int, default=None, help='calibration unit: tiles of this many HR pixels drawn from whole images (with the '
+                   'context predict gives them), so that predict covers images of any size tile by tile; replaces --crop')
+    c.add_argument('--crops-per-image', type=int, default=4, help='random crops (or --unit tiles) per image: n = images x crops')
     c.add_argument('--seed', type=int, default=0, help='seed of crops and sampling')
     c.add_argument('--out', default='calibration.json', help='calibration file to write')
     c.add_argument('--overwrite', action='store_true', help='replace an existing calibration file')
@@ -131,7 +133,8 @@ def _add_evaluate(sub):
     e.add_argument('--data', help='folder of high-resolution test images')
     e.add_argument('--samples', help='folder of pre-computed samples instead (as for calibrate --samples)')
     e.add_argument('--alphas', help='comma-separated calibrated levels; default: all in the file')
-    e.add_argument('--crop', type=int, default=128, help='HR crop side in pixels (0: whole images)')
+    e.add_argument('--crop', type=int, default=None, help="HR crop side in pixels (0: whole images); default: the calibration's unit "
+                   "(whole images tile by tile for a --unit calibration, else the crop size calibrated on)")
     e.add_argument('--crops-per-image', type=int, default=4, help='random crops per image')
     e.add_argument('--seed', type=int, default=1, help='seed of the crops')
     e.add_argument('--out', default='evaluation', help='report folder')

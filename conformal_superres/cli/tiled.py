@@ -12,20 +12,15 @@ from ..calibration import limit_mask
 from ..mask import ConformalMask
 from ..sampling import image_generator
 from ..data.images import to_uint8
+from ..tiling import MODEL_HALO, context_halo, image_tiles
 
 # %% auto #0
-__all__ = ['MODEL_HALO', 'tile_halo', 'predict_tiled']
+__all__ = ['tile_halo', 'predict_tiled']
 
 # %% ../../nbs/cli/23d_tiled.ipynb #3e6c5388
-MODEL_HALO = 16   # LR pixels of context around each tile; the package's models see at most 13 (see the check below)
-
 def tile_halo(cm:ConformalMask)->int:
-    "LR pixels of context a tile needs: the model's reach (its `halo`, else `MODEL_HALO`) plus the sigma windows', even."
-    u = cm.uncertainty
-    r = 0 if u.kernel is None else (u.kernel.size // 2 if u.kernel.kind == 'box' else math.ceil(4 * u.kernel.size))
-    r += math.ceil(4 * u.smoothing) if u.smoothing else 0
-    h = int(getattr(cm.model, 'halo', MODEL_HALO)) + math.ceil(r / cm.scale)
-    return h + h % 2
+    "LR pixels of context a tile needs: `conformal_superres.tiling.context_halo` (the model's reach, `MODEL_HALO` when it does not say, plus the maps'), even."
+    return context_halo(cm)
 
 # %% ../../nbs/cli/23d_tiled.ipynb #c803f95c
 def predict_tiled(cm:ConformalMask,   # calibrated
@@ -38,6 +33,13 @@ def predict_tiled(cm:ConformalMask,   # calibrated
     "`ConformalMask.predict` tile by tile, with enough context around each tile that memory stays bounded whatever the image size."
     r = cm.limit(alpha)
     s, (h, w) = cm.scale, lr.shape[-2:]
+    if cm.unit['kind'] == 'tile':   # the calibration unit's tiles, each processed as a calibration tile: memory bounded by the unit
+        pred, sigma, mask = (np.empty((h * s, w * s, 3), np.uint8), np.empty((h * s, w * s), np.float64),
+                             np.empty((h * s, w * s), bool))
+        n = len(image_tiles(cm.seed, lr, cm.unit['size'] // s))
+        for (y0, y1, x0, x1), p, sg, m in tqdm(cm.iter_tiles(lr[None], r), total=n, desc=desc, disable=not progress or n == 1, leave=False):
+            pred[y0:y1, x0:x1], sigma[y0:y1, x0:x1], mask[y0:y1, x0:x1] = to_uint8(p), sg.cpu().numpy(), m.cpu().numpy()
+        return pred, sigma, mask, r
     if tile and tile % 2: tile += 1                       # even offsets keep the models' stride-2 layers aligned
     if not tile or cm.uncertainty.clip_quantile is not None: tile = max(h, w)   # a per-image quantile needs the whole map
     halo = tile_halo(cm) if max(h, w) > tile else 0

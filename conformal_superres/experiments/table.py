@@ -227,7 +227,7 @@ def plot_table(rows:list, path:Path, title:str='')->Path:
             ls = ['-', ':'][j % 2]
             ax[0].errorbar(a, e, yerr=1.96 * s, color=f'C{i}', ls=ls, capsize=2, lw=1, label=f"{m}" if j == 0 else None)
             ax[1].plot(a, f, color=f'C{i}', ls=ls, marker='o', ms=3)
-    ax[0].set_xlabel('alpha'); ax[0].set_ylabel('mean fidelity error in mask (test)'); ax[0].legend(fontsize=7)
+    ax[0].set_xlabel('alpha'); ax[0].set_ylabel('mean over images of the largest\nerror inside the mask (test)'); ax[0].legend(fontsize=7)
     ax[1].set_xlabel('alpha'); ax[1].set_ylabel('mask fraction (test)'); ax[1].set_ylim(0, 1)
     if len(kinds) > 1: ax[1].set_title('solid: ' + kinds[0] + ', dotted: ' + kinds[1], fontsize=8)
     if title: fig.suptitle(title, fontsize=10)

@@ -12,14 +12,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from ..calibration import caller_stacklevel
 from ..colour import as_image_batch
+from ..tiling import blend_tiles, blend_weights, run_tiled, tile_spans
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'resshift_etas', 'one_step_constants', 'GroupNorm32', 'timestep_embedding', 'relative_position_index',
            'shifted_window_mask', 'WindowAttention', 'SwinBlock', 'SwinLayer', 'TimestepSequential', 'ResBlock',
            'Downsample', 'Upsample', 'ResShiftUNet', 'AEResBlock', 'AEAttention', 'AEDownsample', 'AEEncoder',
            'AEDecoder', 'VQAutoencoder', 'default_precision', 'float32_modules', 'set_precision', 'read_reference_keys',
-           'derived_buffers', 'read_checkpoint', 'unwrap_state_dict', 'load_weights', 'tile_spans', 'blend_weights',
-           'blend_tiles', 'run_tiled', 'SinSR']
+           'derived_buffers', 'read_checkpoint', 'unwrap_state_dict', 'load_weights', 'SinSR']
 
 # %% ../../nbs/models/15_sinsr.ipynb #d5426575
 def resshift_etas(steps:int=15,               # T, the number of diffusion steps the model was trained with
@@ -544,29 +544,6 @@ def load_weights(net:nn.Module,    # the network to fill (its configuration must
                             f"(e.g. {stale[0]})", stacklevel=caller_stacklevel())
     return net
 
-# %% ../../nbs/models/15_sinsr.ipynb #d63d75fc
-def tile_spans(size:int,     # length of the axis
-               tile:int,     # tile length
-               overlap:int,  # minimum overlap between neighbouring tiles
-              )->list[tuple[int, int]]: # (start, stop) of each tile, covering [0, size)
-    "Evenly spread tiles of length `tile` covering `[0, size)` with overlaps of at least `overlap`."
-    if not 0 <= overlap < tile: raise ValueError(f"overlap {overlap} must be in [0, tile={tile})")
-    if size <= tile: return [(0, size)]
-    n = math.ceil((size - overlap) / (tile - overlap))
-    return [(s, s + tile) for s in (round(i * (size - tile) / (n - 1)) for i in range(n))]
-
-def blend_weights(spans:list[tuple[int, int]], device=None)->list[Tensor]:
-    "1-D feathering weights of each span: linear ramps across the overlaps with its neighbours (made on `device`)."
-    out = []
-    for i, (a, b) in enumerate(spans):
-        w = torch.ones(b - a, device=device)
-        if i > 0 and (o := spans[i - 1][1] - a) > 0:
-            w[:o] = torch.minimum(w[:o], (torch.arange(o, device=device) + 1) / (o + 1))
-        if i < len(spans) - 1 and (o := b - spans[i + 1][0]) > 0:
-            w[-o:] = torch.minimum(w[-o:], (o - torch.arange(o, device=device)) / (o + 1))
-        out.append(w)
-    return out
-
 # %% ../../nbs/models/15_sinsr.ipynb #744b0d55
 def _reflect_pad(x:Tensor, ph:int, pw:int)->Tensor:
     "Reflect-pad bottom and right by (ph, pw), in several passes if the image is smaller than the pad."
@@ -578,62 +555,6 @@ def _reflect_pad(x:Tensor, ph:int, pw:int)->Tensor:
         x = F.pad(x, (0, b, 0, a), mode='reflect')
         ph, pw = ph - a, pw - b
     return x
-
-def blend_tiles(fn,              # fn(r0, r1, c0, c1) -> (..., C, f*(r1-r0), f*(c1-c0)) float32 for a tile of the grid
-                 size:tuple,      # (H, W) of the grid the tiles cut
-                 tile:int, overlap:int,
-                 factor:int=1,    # output pixels per grid cell along each axis
-                )->Tensor:        # (..., C, f*H, f*W): the feathered blend of all tiles
-    "Apply `fn` tile by tile over an H x W grid and blend the results with feathered weights."
-    rows, cols = tile_spans(size[0], tile, overlap), tile_spans(size[1], tile, overlap)
-    wr = blend_weights([(a * factor, b * factor) for a, b in rows])
-    wc = blend_weights([(a * factor, b * factor) for a, b in cols])
-    out = None
-    for (r0, r1), w_r in zip(rows, wr):
-        for (c0, c1), w_c in zip(cols, wc):
-            y = fn(r0, r1, c0, c1)
-            if out is None: out = y.new_zeros(*y.shape[:-2], size[0] * factor, size[1] * factor)
-            out[..., r0 * factor:r1 * factor, c0 * factor:c1 * factor] += y * (w_r[:, None] * w_c[None, :]).to(y.device)
-    sum_r, sum_c = torch.zeros(size[0] * factor), torch.zeros(size[1] * factor)
-    for (a, b), w in zip(rows, wr): sum_r[a * factor:b * factor] += w
-    for (a, b), w in zip(cols, wc): sum_c[a * factor:b * factor] += w
-    return out / (sum_r[:, None] * sum_c[None, :]).to(out.device)
-def run_tiled(fn,                 # fn(*crops) -> (b, C, f*th, f*tw) float32, for a batch of b crops of each input
-               inputs:list,        # [(tensor (N_i, C_i, s_i*H, s_i*W), s_i)]; crop n of input i is image n % N_i
-               size:tuple,         # (H, W) of the grid the tiles cut
-               tile:int, overlap:int,
-               factor:int=1,       # output pixels per grid cell along each axis
-               max_batch:int=4,    # most crops per call of fn
-               memory_format=torch.contiguous_format,
-              )->Tensor:           # (N, C, f*H, f*W), N the largest N_i: the blend `blend_tiles` computes
-    "`blend_tiles` with all tiles of all images batched together, `max_batch` crops per call of `fn`."
-    rows, cols = tile_spans(size[0], tile, overlap), tile_spans(size[1], tile, overlap)
-    N = max(len(t) for t, _ in inputs)
-    tiles = [(r, c) for r in range(len(rows)) for c in range(len(cols))]
-    jobs = [(r, c, n) for r, c in tiles for n in range(N)]                  # tile-major
-    def crops(batch):
-        out = []
-        for t, s in inputs:
-            if len(tiles) == 1 and len(t) == N: out.append(t[batch[0][2]:batch[-1][2] + 1])   # whole images: no copy
-            else: out.append(torch.stack([t[n % len(t), :, s * rows[r][0]:s * rows[r][1], s * cols[c][0]:s * cols[c][1]]
-                                          for r, c, n in batch]))
-        return [c.contiguous(memory_format=memory_format) for c in out]
-    batches = [jobs[i:i + max_batch] for i in range(0, len(jobs), max_batch)]
-    if len(tiles) == 1: return torch.cat([fn(*crops(b)) for b in batches]).contiguous()   # one tile: the identity blend
-    dev = inputs[0][0].device
-    wr = blend_weights([(a * factor, b * factor) for a, b in rows], dev)
-    wc = blend_weights([(a * factor, b * factor) for a, b in cols], dev)
-    out = None
-    for batch in batches:
-        y = fn(*crops(batch))
-        if out is None: out = y.new_zeros(N, y.shape[1], size[0] * factor, size[1] * factor)
-        for (r, c, n), y_j in zip(batch, y):
-            (r0, r1), (c0, c1) = rows[r], cols[c]
-            out[n, :, r0 * factor:r1 * factor, c0 * factor:c1 * factor] += y_j * (wr[r][:, None] * wc[c][None, :])
-    sum_r, sum_c = torch.zeros(size[0] * factor, device=dev), torch.zeros(size[1] * factor, device=dev)
-    for (a, b), w in zip(rows, wr): sum_r[a * factor:b * factor] += w
-    for (a, b), w in zip(cols, wc): sum_c[a * factor:b * factor] += w
-    return out / (sum_r[:, None] * sum_c[None, :])
 
 # %% ../../nbs/models/15_sinsr.ipynb #4b3685eb
 class SinSR:

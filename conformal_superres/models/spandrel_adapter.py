@@ -12,7 +12,7 @@ from ..colour import as_image_batch
 from ..protocol import SRModelBase
 from .adapters import PerturbedModel
 from .diffusers_adapter import optional_import
-from .sinsr import run_tiled
+from ..tiling import run_tiled
 
 # %% auto #0
 __all__ = ['load_spandrel', 'weights_fingerprint', 'SpandrelUpscaler', 'from_spandrel', 'tiny_esrgan_checkpoint',
