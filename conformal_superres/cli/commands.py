@@ -30,9 +30,16 @@ from .tiled import predict_tiled
 from .demo import run_demo
 
 # %% auto #0
-__all__ = ['PREDICT_FILES', 'LARGE_INPUT', 'OUTPUT_BYTES_PER_PIXEL', 'PREDICT_INTENSITY_FILES', 'cmd_calibrate',
+__all__ = ['PREDICT_FILES', 'LARGE_INPUT', 'OUTPUT_BYTES_PER_PIXEL', 'PREDICT_INTENSITY_FILES', 'limit_words', 'cmd_calibrate',
            'keep_freed_memory', 'release_freed_memory', 'prediction_files', 'available_memory', 'check_memory',
            'cmd_predict', 'cmd_evaluate', 'cmd_demo', 'calibrate_intensities', 'predict_intensities']
+
+# %% ../../nbs/cli/23f_commands.ipynb #0cf03f00
+def limit_words(r:float)->str:
+    "How the command line prints a limit r*: the number, and what an infinite one means for the mask."
+    if r == float('inf'): return "r*=inf (every pixel trusted: no calibration loss reached the level)"
+    if r == float('-inf'): return "r*=-inf (empty mask: too few calibration images for this level)"
+    return f"r*={r:.6g} (mask: sigma < r*)"
 
 # %% ../../nbs/cli/23f_commands.ipynb #e3fbe1d7
 def _feasibility(alphas, n:int, bound:float, when:str)->list:
@@ -124,7 +131,7 @@ def _say_limits(args, cm:ConformalMask, th:dict, low:list, out:Path):
         empty = (f"  EMPTY MASK: needs n >= {min_calibration_size(a, cm.bound)}" if a in low else
                  f"  EMPTY MASK: no limit passes the high-probability test with n={cm.n} (more images, or a larger alpha or delta)"
                  if th[a] == -math.inf else '')
-        print(f"alpha={a:g}  limit r*={th[a]:.6g} (mask: sigma < r*){empty}")
+        print(f"alpha={a:g}  limit {limit_words(th[a])}{empty}")
     kind = 'expected risk' if args.guarantee == 'expected' else f'high probability, delta={args.delta:g}'
     seen = cm.unit_seen or {}
     sizes = ', '.join(f'{w}x{h}' for h, w in (seen.get('sizes') or [])[:4]) + (', ...' if len(seen.get('sizes') or []) > 4 else '')
@@ -268,7 +275,7 @@ def cmd_predict(args):
                     "to predict any size tile by tile")
         write_files(dict(zip(fs, prediction_files(pred, sigma, mask, alpha, r, cells))))
         if what.startswith('NOT'): warn(f"{f}: {what}")
-        print(f"{f}: {frac:.1%} of pixels trusted at alpha={alpha:g} (limit r* {r:.4g}, mask: sigma < r*); {what}; wrote {out / stem}_*"
+        print(f"{f}: {frac:.1%} of pixels trusted at alpha={alpha:g} (limit {limit_words(r)}); {what}; wrote {out / stem}_*"
               + (" (outputs named after the folder: inputs share a file name)" if stem != Path(f).stem else ''))
     print(f"wrote {len(PREDICT_FILES)} files for each of {len(files)} image{'s' * (len(files) > 1)} to {out}: "
           "_prediction.png (generated image), _mask.png (white = trusted), _overlay.png (untrusted tinted red, with legend"
@@ -379,7 +386,7 @@ def calibrate_intensities(args):
     cm.save(out, exclusive=not args.overwrite)
     units = f" {rng.units}" if rng.units else ''
     for a in sorted(th):
-        print(f"alpha={a:g}{units}  limit r*={th[a]:.6g} (mask: sigma < r*)" + (f"  EMPTY MASK: needs n >= {min_calibration_size(a, cm.bound)}" if a in low else ''))
+        print(f"alpha={a:g}{units}  limit {limit_words(th[a])}" + (f"  EMPTY MASK: needs n >= {min_calibration_size(a, cm.bound)}" if a in low else ''))
     print(f"calibrated {len(th)} level{'s' * (len(th) > 1)} on n={cm.n} crops of {len(files)} file{'s' * (len(files) > 1)} "
           f"({cm.channels} channel{'s' * (cm.channels > 1)}, range {rng.lo:g}..{rng.hi:g}{units}, B = {cm.bound:g}{units}); "
           f"wrote the calibration to {out}")
@@ -399,92 +406,6 @@ def predict_intensities(args, doc:dict):
     check_outputs([f for fs in files for f in fs], args.overwrite)
     try: check_not_input([f for fs in files for f in fs], args.images)
     except OutputError as e: raise OutputPathError(f"{e} (--out)") from None
-    images = []
-    for f in args.images:   # every input read (and checked against the calibration) before any work
-        try: x, r = load_intensity(f, rng, channels=C)
-        except (FileNotFoundError, IsADirectoryError, ValueError, ImportError) as e: raise InputError(str(e)) from None
-        if r != rng: raise InputError(f"{f} reads as {r!r}, but the calibration's range is {rng!r}: give files of the calibration's kind")
-        images.append(x)
-    cm = load_mask(args, doc)
-    units = f" {rng.units}" if rng.units else ''
-    for f, x, stem, fs in zip(args.images, images, stems, files):
-        pred, sigma, mask, r = predict_tiled(cm, x, alpha, args.tile, progress=not args.quiet, desc=Path(f).name)
-        grey = to_uint8(torch.from_numpy(pred[..., 0]))[..., None].repeat(3, -1)      # the first band, for the pictures
-        tif = io.BytesIO(); tifffile.imwrite(tif, np.moveaxis(rng.to_units(torch.from_numpy(pred)).numpy().astype(np.float32), -1, 0))
-        write_files(dict(zip(fs, [tif.getvalue()] + prediction_files(grey, sigma, mask, alpha, r)[1:])))
-        print(f"{f}: {float(mask.mean()):.1%} of pixels trusted at alpha={alpha:g}{units} (limit r* {r:.4g}); wrote {out / stem}_*")
-    print(f"wrote {len(PREDICT_INTENSITY_FILES)} files for each of {len(files)} image{'s' * (len(files) > 1)} to {out}: "
-          f"_prediction.tif (float32, C bands, in{units or ' the data units'}), _mask.png (white = trusted), _overlay.png, _sigma.png, _sigma.npy")
-
-# %% ../../nbs/cli/23f_commands.ipynb #d31acc06
-def _number_pair(text:str|None, option:str)->tuple|None:
-    "'40,400' -> (40.0, 400.0)"
-    if text is None: return None
-    try:
-        a, b = (float(v) for v in text.split(','))
-        return a, b
-    except ValueError: raise UsageError(f"{option} {text!r}: give two numbers separated by a comma, e.g. {option} 40,400") from None
-
-def _intensity_metric(args, value_range, channels:int):
-    "The `Intensity` metric of `--fidelity` (intensity, pointwise or neighbourhood), `--fidelity-kernel` and `--bands`."
-    if args.fidelity not in ('neighbourhood', 'pointwise', 'intensity'):
-        raise UsageError(f"--fidelity {args.fidelity}: with --space linear the metric is the intensity error (intensity, "
-                         "pointwise or neighbourhood, with --fidelity-kernel); the others compare sRGB photos")
-    kernel = None if args.fidelity == 'pointwise' else args.fidelity_kernel
-    try: return Intensity(kernel, value_range, args.bands, channels)
-    except ValueError as e: raise UsageError(f"--fidelity-kernel/--bands: {e}") from None
-
-def calibrate_intensities(args):
-    "`calibrate --space linear`: a folder of grey, 16-bit, DICOM or multi-band images, errors in their units."
-    for opt, bad in (('--samples', args.samples), ('--engine', args.engine), ('--store', args.store), ('--keep-samples', args.keep_samples)):
-        if bad: raise UsageError(f"{opt} calibrates sRGB photos; with --space linear give the images with --data only")
-    if args.model not in (None, 'bicubic-perturbed'):
-        raise UsageError(f"--model {args.model} is trained on sRGB photos; with --space linear the command line calibrates "
-                         "bicubic-perturbed (your own model: ConformalMask in Python)")
-    if not args.data: raise UsageError("calibrate --space linear needs --data FOLDER of grey, 16-bit, DICOM or multi-band images")
-    if args.n_samples < 2: raise UsageError(f"-M/--n-samples is {args.n_samples}; the uncertainty needs at least 2 samples per image")
-    alphas = parse_alphas(args.alphas)
-    window, value_range = _number_pair(args.window, '--window'), _number_pair(args.value_range, '--value-range')
-    if window and value_range: raise UsageError("give --window or --value-range, not both")
-    try:
-        files = intensity_files(args.data)
-        first, rng = load_intensity(files[0], value_range, window)
-        if args.units: rng = ValueRange(rng.lo, rng.hi, args.units)
-    except (FileNotFoundError, NotADirectoryError, ValueError, ImportError) as e: raise InputError(f"--data: {e}") from None
-    fidelity = _intensity_metric(args, rng, first.shape[0])
-    check_alphas(alphas, float(fidelity.bound))
-    try: unc = Uncertainty(kernel=args.uncertainty_kernel, smoothing=args.smoothing, clip_quantile=args.clip_quantile, space='linear')
-    except ValueError as e: raise UsageError(str(e)) from None
-    out = check_outputs([args.out], args.overwrite)[0]
-    try: pairs = intensity_pairs(files, args.crop or None, args.crops_per_image if args.crop else 1, scale=4, seed=args.seed,
-                                 value_range=rng, channels=first.shape[0])
-    except ValueError as e: raise InputError(f"--data: {e}") from None
-    low = _feasibility(alphas, len(pairs), float(fidelity.bound), 'cannot be calibrated with')
-    cm = ConformalMask(build_model('bicubic-perturbed'), uncertainty=unc, fidelity=fidelity, n_samples=args.n_samples, seed=args.seed)
-    with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', message=r'alpha=.* is below B/\(n\+1\)')   # said above, before the work
-        th = cm.calibrate(batched(pairs), alphas, progress=not args.quiet)
-    write_atomic(out, lambda tmp: cm.save(tmp))
-    units = f" {rng.units}" if rng.units else ''
-    for a in sorted(th):
-        print(f"alpha={a:g}{units}  limit r*={th[a]:.6g} (mask: sigma < r*)" + (f"  EMPTY MASK: needs n >= {min_calibration_size(a, cm.bound)}" if a in low else ''))
-    print(f"calibrated {len(th)} level{'s' * (len(th) > 1)} on n={cm.n} crops of {len(files)} file{'s' * (len(files) > 1)} "
-          f"({cm.channels} channel{'s' * (cm.channels > 1)}, range {rng.lo:g}..{rng.hi:g}{units}, B = {cm.bound:g}{units}); "
-          f"wrote the calibration to {out}")
-
-PREDICT_INTENSITY_FILES = ('prediction.tif', 'mask.png', 'overlay.png', 'sigma.png', 'sigma.npy')
-
-def predict_intensities(args, doc:dict):
-    "`predict` with a calibration of intensities: every input read with the calibration's range and channel count."
-    import tifffile
-    data = doc['config']['data']
-    rng, C = range_from_config(data['value_range']), data['channels']
-    levels = sorted(float(d['alpha']) for d in doc['limits'])
-    alpha = check_level(args.alpha, doc) if args.alpha is not None else levels[0]
-    out = Path(args.out).expanduser()
-    stems = output_stems(args.images)
-    files = [[out / f'{s}_{k}' for k in PREDICT_INTENSITY_FILES] for s in stems]
-    check_outputs([f for fs in files for f in fs], args.overwrite)
     images = []
     for f in args.images:   # every input read (and checked against the calibration) before any work
         try: x, r = load_intensity(f, rng, channels=C)
