@@ -32,7 +32,7 @@ from .demo import run_demo
 # %% auto #0
 __all__ = ['PREDICT_FILES', 'LARGE_INPUT', 'OUTPUT_BYTES_PER_PIXEL', 'PREDICT_INTENSITY_FILES', 'limit_words', 'cmd_calibrate',
            'keep_freed_memory', 'release_freed_memory', 'prediction_files', 'available_memory', 'check_memory',
-           'cmd_predict', 'cmd_evaluate', 'cmd_demo', 'calibrate_intensities', 'predict_intensities']
+           'predict_outputs', 'cmd_predict', 'cmd_evaluate', 'cmd_demo', 'calibrate_intensities', 'predict_intensities']
 
 # %% ../../nbs/cli/23f_commands.ipynb #0cf03f00
 def limit_words(r:float)->str:
@@ -230,23 +230,19 @@ def check_memory(paths:list, sizes:list, scale:int, available:int|None=None):
                              "full-size outputs; downscale or split the image first")
 
 # %% ../../nbs/cli/23f_commands.ipynb #f58dbc9a
-def cmd_predict(args):
-    "`conformal-superres predict`: check the inputs, warn before the work, then predict each image tile by tile and write its files."
-    check_device(args.device)
-    doc = read_calibration_file(args.calibration); doc['_path'] = args.calibration
-    if 'data' in doc['config']: return predict_intensities(args, doc)
-    levels = sorted(float(d['alpha']) for d in doc['limits'])
-    alpha = check_level(args.alpha, doc) if args.alpha is not None else levels[0]
-    n, bound, scale = doc['n'], float(doc['bound']), doc['config']['scale']
-    sizes = check_images(args.images, 8, 'input image')
+def predict_outputs(args, names:tuple)->tuple:
+    "`predict`'s output files, checked before any work: (folder, stems, files per image); none may exist (without --overwrite) or be an input."
     out = Path(args.out).expanduser()
     stems = output_stems(args.images)
-    files = [[out / f'{s}_{k}' for k in PREDICT_FILES] for s in stems]
+    files = [[out / f'{s}_{k}' for k in names] for s in stems]
     check_outputs([f for fs in files for f in fs], args.overwrite)
     try: check_not_input([f for fs in files for f in fs], args.images)
     except OutputError as e: raise OutputPathError(f"{e} (--out)") from None
-    check_memory(args.images, sizes, scale)
-    if not _feasibility([alpha], n, bound, 'was calibrated with') and _limit_of(doc, alpha) == -math.inf:
+    return out, stems, files
+
+def _predict_checks(args, doc:dict, alpha:float, sizes:list, scale:int):
+    "Warnings before the work (an empty mask, very large inputs) and the refusal of inputs smaller than the unit's tile."
+    if not _feasibility([alpha], doc['n'], float(doc['bound']), 'was calibrated with') and _limit_of(doc, alpha) == -math.inf:
         warn(f"alpha={alpha:g} has the limit r* = -inf in {args.calibration}: no pixel will be trusted; "
              "use a larger alpha, or calibrate again")
     for f, (h, w) in zip(args.images, sizes):
@@ -255,31 +251,46 @@ def cmd_predict(args):
                  f"({h * w * scale ** 2 / 1e6:.0f} MP; its outputs take about {h * w * scale ** 2 * 20 / 2 ** 30:.1f} GiB of memory "
                  "and as much again of disk); it runs tile by tile but takes long: downscale it first if it is already sharp")
     unit = doc['config'].get('unit', dict(kind='whole'))
-    if unit['kind'] == 'tile':
-        t = unit['size'] // scale
-        for f, (h, w) in zip(args.images, sizes):
-            if min(h, w) < t:
-                raise InputError(f"{f} is {w}x{h} px, smaller than the calibration unit's {t}x{t} px tile ({unit['size']} px output): "
-                                 "predict images at least one tile large, or calibrate with a smaller --unit")
+    if unit['kind'] != 'tile': return
+    t = unit['size'] // scale
+    for f, (h, w) in zip(args.images, sizes):
+        if min(h, w) < t:
+            raise InputError(f"{f} is {w}x{h} px, smaller than the calibration unit's {t}x{t} px tile ({unit['size']} px output): "
+                             "predict images at least one tile large, or calibrate with a smaller --unit")
+
+def _predict_image(args, cm, f, stem:str, fs:list, hw:tuple, alpha:float, out:Path):
+    "Predict one image tile by tile, write its files, and say what the guarantee covers."
+    (h, w), scale, unit = hw, cm.scale, cm.unit
+    lr = load_image(f)
+    pred, sigma, mask, r = predict_tiled(cm, lr, alpha, args.tile, progress=not args.quiet, desc=Path(f).name)
+    release_freed_memory()   # the tiles' blocks: the pictures below need memory of other sizes
+    cells = ([tuple(scale * v for v in tl.cell) for tl in image_tiles(cm.seed, lr, unit['size'] // scale)]
+             if unit['kind'] == 'tile' else None)
+    if cm.covers((h * scale, w * scale)): what = unit_statement(cm.unit, alpha, cm.unit_seen, cm.guarantee.get('delta'))
+    else:
+        what = (f"NOT GUARANTEED: its {w * scale}x{h * scale} output differs from the sizes calibrated on; calibrate with --unit N "
+                "to predict any size tile by tile")
+    write_files(dict(zip(fs, prediction_files(pred, sigma, mask, alpha, r, cells))))
+    if what.startswith('NOT'): warn(f"{f}: {what}")
+    print(f"{f}: {float(mask.mean()):.1%} of pixels trusted at alpha={alpha:g} (limit {limit_words(r)}); {what}; wrote {out / stem}_*"
+          + (" (outputs named after the folder: inputs share a file name)" if stem != Path(f).stem else ''))
+
+def cmd_predict(args):
+    "`conformal-superres predict`: check the inputs, warn before the work, then predict each image tile by tile and write its files."
+    check_device(args.device)
+    doc = read_calibration_file(args.calibration); doc['_path'] = args.calibration
+    if 'data' in doc['config']: return predict_intensities(args, doc)
+    levels = sorted(float(d['alpha']) for d in doc['limits'])
+    alpha = check_level(args.alpha, doc) if args.alpha is not None else levels[0]
+    sizes = check_images(args.images, 8, 'input image')
+    out, stems, files = predict_outputs(args, PREDICT_FILES)
+    check_memory(args.images, sizes, doc['config']['scale'])
+    _predict_checks(args, doc, alpha, sizes, doc['config']['scale'])
     cm = load_mask(args, doc)
-    for f, stem, fs, (h, w) in zip(args.images, stems, files, sizes):
-        lr = load_image(f)
-        pred, sigma, mask, r = predict_tiled(cm, lr, alpha, args.tile, progress=not args.quiet, desc=Path(f).name)
-        release_freed_memory()   # the tiles' blocks: the pictures below need memory of other sizes
-        frac = float(mask.mean())
-        cells = ([tuple(scale * v for v in tl.cell) for tl in image_tiles(cm.seed, lr, unit['size'] // scale)]
-                 if unit['kind'] == 'tile' else None)
-        if cm.covers((h * scale, w * scale)): what = unit_statement(cm.unit, alpha, cm.unit_seen, cm.guarantee.get('delta'))
-        else:
-            what = (f"NOT GUARANTEED: its {w * scale}x{h * scale} output differs from the sizes calibrated on; calibrate with --unit N "
-                    "to predict any size tile by tile")
-        write_files(dict(zip(fs, prediction_files(pred, sigma, mask, alpha, r, cells))))
-        if what.startswith('NOT'): warn(f"{f}: {what}")
-        print(f"{f}: {frac:.1%} of pixels trusted at alpha={alpha:g} (limit {limit_words(r)}); {what}; wrote {out / stem}_*"
-              + (" (outputs named after the folder: inputs share a file name)" if stem != Path(f).stem else ''))
+    for f, stem, fs, hw in zip(args.images, stems, files, sizes): _predict_image(args, cm, f, stem, fs, hw, alpha, out)
     print(f"wrote {len(PREDICT_FILES)} files for each of {len(files)} image{'s' * (len(files) > 1)} to {out}: "
           "_prediction.png (generated image), _mask.png (white = trusted), _overlay.png (untrusted tinted red, with legend"
-          + (", and the calibration unit's tile grid in white" if doc['config'].get('unit', {}).get('kind') == 'tile' else '') + "), "
+          + (", and the calibration unit's tile grid in white" if cm.unit['kind'] == 'tile' else '') + "), "
           "_sigma.png (uncertainty, log colour bar, limit r* marked), _sigma.npy (uncertainty values)")
 
 # %% ../../nbs/cli/23f_commands.ipynb #e7d90f0f
@@ -400,12 +411,7 @@ def predict_intensities(args, doc:dict):
     rng, C = range_from_config(data['value_range']), data['channels']
     levels = sorted(float(d['alpha']) for d in doc['limits'])
     alpha = check_level(args.alpha, doc) if args.alpha is not None else levels[0]
-    out = Path(args.out).expanduser()
-    stems = output_stems(args.images)
-    files = [[out / f'{s}_{k}' for k in PREDICT_INTENSITY_FILES] for s in stems]
-    check_outputs([f for fs in files for f in fs], args.overwrite)
-    try: check_not_input([f for fs in files for f in fs], args.images)
-    except OutputError as e: raise OutputPathError(f"{e} (--out)") from None
+    out, stems, files = predict_outputs(args, PREDICT_INTENSITY_FILES)
     images = []
     for f in args.images:   # every input read (and checked against the calibration) before any work
         try: x, r = load_intensity(f, rng, channels=C)
