@@ -11,8 +11,8 @@ from torch import Tensor
 from ._kernels import run_tasks, kernel_band_rows, row_chunks, scratch_buffers, fit_buffers, jit_kernel, launch_kernel, cpu_array, use_numba
 
 # %% auto #0
-__all__ = ['SPACES', 'LAB_AFFINE', 'checked_batch', 'as_image_batch', 'ValueRange', 'range_from_config', 'as_space', 'work_dtype',
-           'lab_kernel', 'lab_row', 'rgb_to_lab', 'lab_to_rgb', 'normalised_lab', 'normalised_lab_to_rgb']
+__all__ = ['SPACES', 'checked_batch', 'as_image_batch', 'ValueRange', 'range_from_config', 'as_space', 'work_dtype', 'lab_kernel',
+           'rgb_to_lab', 'lab_to_rgb', 'normalised_lab', 'normalised_lab_to_rgb']
 
 # %% ../nbs/01_colour.ipynb #a402ad36
 def checked_batch(x, name:str='image', tol:float=1e-4, channels:int|None=3)->Tensor:
