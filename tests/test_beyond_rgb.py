@@ -159,7 +159,7 @@ def test_calibration_file_records_the_data_and_refuses_a_mismatch(tmp_path):
     # another range: from a reader, and a mask configured with another range loading the file
     with pytest.raises(ValueError, match=r'y.png was read with the value range ValueRange\(0, 255\)'):
         back.check_input(ValueRange(0, 255), 1, 'y.png')
-    with pytest.raises(ValueError, match=r'cal.json was calibrated under a different configuration[\s\S]*value_range'):
+    with pytest.raises(ValueError, match=r'cal.json was calibrated under another configuration[\s\S]*value_range'):
         linear_mask(Intensity(value_range=(0, 4095))).load(f)
     with pytest.raises(ValueError, match=r'cal.json[\s\S]*channels'):
         linear_mask(Intensity(value_range=ValueRange(0, 65535, 'counts')), channels=4).load(f)
