@@ -85,7 +85,8 @@ def test_cli_import_defers_heavy_modules():
 heavy = lambda: sorted(m for m in sys.modules if m.split('.')[0] == 'numba' or m.startswith(('scipy.stats', 'scipy.ndimage')))
 import conformal_superres.cli.main as cli
 print(json.dumps(heavy()))
-kept = cli.keep_freed_memory()
+from conformal_superres.cli.commands import keep_freed_memory
+kept = keep_freed_memory()
 x = [torch.ones(3 << 20) for _ in range(3)]; del x
 assert float(torch.ones(1 << 22).sum()) == 1 << 22
 from conformal_superres.uncertainty import Uncertainty

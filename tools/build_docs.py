@@ -198,14 +198,16 @@ def _object_kind(owner, name:str, obj)->tuple[str, list[str]]:
 
 def _unwrap(v): return v.__func__ if isinstance(v, (classmethod, staticmethod)) else v.fget if isinstance(v, property) else v
 
-def _method_owner(obj, module:str)->str|None:
+def _method_owner(obj, module:str, name:str|None=None)->str|None:
     "`Class.name` when `obj` is also an attribute of a class of `module` (attached after the class was defined)."
     from importlib import import_module
     m, target = import_module(module), _unwrap(obj)
     for cname, cls in vars(m).items():
         if not inspect.isclass(cls) or cls.__module__ != module: continue
         for k, v in vars(cls).items():
-            if v is obj or _unwrap(v) is target: return f'{cname}.{k}'
+            u = _unwrap(v)   # fastcore's @patch attaches a copy of the function, named Class.name
+            if v is obj or u is target or (k == name and getattr(u, '__qualname__', '') == f'{cname}.{k}'):
+                return f'{cname}.{k}'
 
 def render_showdoc(code:str, md:str, registered:set)->str|None:
     """nbdev's show_doc entry as a Sphinx object description (class, method, function: registered in the index,
@@ -221,7 +223,7 @@ def render_showdoc(code:str, md:str, registered:set)->str|None:
     try: obj = _resolve(name, module)
     except Exception: return None
     anchors = [name.lower()]
-    if '.' not in name and (q := _method_owner(obj, module)):  # a method defined after its class: `calibrate` is `ConformalMask.calibrate`
+    if '.' not in name and (q := _method_owner(obj, module, name)):  # a method defined after its class: `calibrate` is `ConformalMask.calibrate`
         name = q; anchors.append(q.lower()); obj = _resolve(q, module)
     owner = _resolve(name.rsplit('.', 1)[0], module) if '.' in name else None
     kind, opts = _object_kind(owner, name, obj)
