@@ -14,7 +14,7 @@ from torch import Tensor
 from ..colour import lab_to_rgb, rgb_to_lab
 from ..data.photos import bundled_photos
 from ..data.pairs import make_pairs, random_crops
-from .embedded import ResBlock, read_flow_net, save_flow_net, fit_flow, photo_pyramid, time_embedding
+from .embedded import chunked_draws, ResBlock, read_flow_net, save_flow_net, fit_flow, photo_pyramid, time_embedding
 from ..fidelity import Neighbourhood
 from ..uncertainty import Uncertainty
 
@@ -250,11 +250,7 @@ class Colorizer:
                      chunk:int|None=4,                     # at most this many draws per yielded chunk (None: all M at once)
                     ):                                     # yields (m,B,3,H,W) tensors, m <= chunk, M draws in all
         "The samples of `sample(x, m, generator)` called chunk by chunk, with the encoder run once for all chunks."
-        if n_samples < 1: raise ValueError(f"n_samples must be at least 1, not {n_samples}")
-        chunk = n_samples if chunk is None else chunk
-        if chunk < 1: raise ValueError(f"chunk must be at least 1, not {chunk}")
-        cond = self._condition(x)
-        for d in range(0, n_samples, chunk): yield self._draws(cond, min(chunk, n_samples - d), generator)
+        yield from chunked_draws(self._draws, self._condition(x), n_samples, generator, chunk)
 
     def __call__(self, x:Tensor, generator:torch.Generator|None=None)->Tensor:
         "One colour sample per image: (B,3,H,W) in [0,1]."

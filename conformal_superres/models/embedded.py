@@ -22,9 +22,9 @@ from ..uncertainty import Uncertainty
 
 # %% auto #0
 __all__ = ['WEIGHTS_PATH', 'time_embedding', 'ResBlock', 'LowResEncoder', 'ResidualDenoiser', 'FlowSRNet', 'flow_matching_loss',
-           'cpu_has_fast_bf16', 'EmbeddedSR', 'save_flow_net', 'read_flow_net', 'save_embedded', 'load_embedded',
-           'photo_pyramid', 'training_batch', 'fit_flow', 'train_embedded', 'evaluate_embedded', 'sampling_throughput',
-           'held_out_pairs']
+           'cpu_has_fast_bf16', 'chunked_draws', 'EmbeddedSR', 'save_flow_net', 'read_flow_net', 'save_embedded',
+           'load_embedded', 'photo_pyramid', 'training_batch', 'fit_flow', 'train_embedded', 'evaluate_embedded',
+           'sampling_throughput', 'held_out_pairs']
 
 # %% ../../nbs/models/13_embedded.ipynb #2a650833
 def time_embedding(t:Tensor,     # (N,) times in [0,1]
@@ -155,6 +155,19 @@ def _resolve_precision(precision:str, device:torch.device)->torch.dtype|None:
     if device.type == 'cuda': return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     return None
 
+# %% ../../nbs/models/13_embedded.ipynb #dface291
+def chunked_draws(draws,                       # draws(cond, m, generator) -> (m,B,3,H,W): m samples from the encoded input
+                  cond,                        # the encoder's features, computed once
+                  n_samples:int,               # M draws in all
+                  generator:torch.Generator|None,
+                  chunk:int|None,              # at most this many draws per chunk (None: all M at once)
+                 ):                            # yields the chunks, M draws in all
+    "The `iter_samples` loop of the package's flow models: the encoder's features reused by every chunk of draws."
+    if n_samples < 1: raise ValueError(f"n_samples must be at least 1, not {n_samples}")
+    chunk = n_samples if chunk is None else chunk
+    if chunk < 1: raise ValueError(f"chunk must be at least 1, not {chunk}")
+    for d in range(0, n_samples, chunk): yield draws(cond, min(chunk, n_samples - d), generator)
+
 # %% ../../nbs/models/13_embedded.ipynb #20e69e9c
 WEIGHTS_PATH = Path(str(importlib.resources.files('conformal_superres'))) / 'weights' / 'embedded_x4.pt'  # the shipped weights
 
@@ -240,10 +253,7 @@ class EmbeddedSR(SRModelBase):
                      chunk:int=4,                          # at most this many draws per yielded chunk
                     ):                                     # yields (m,B,3,4h,4w) tensors, m <= chunk, M draws in all
         "The samples of `sample(lr, m, generator)` called chunk by chunk, with the encoder run once for all chunks."
-        if n_samples < 1: raise ValueError(f"n_samples must be at least 1, not {n_samples}")
-        if chunk < 1: raise ValueError(f"chunk must be at least 1, not {chunk}")
-        cond = self._condition(lr)
-        for d in range(0, n_samples, chunk): yield self._draws(cond, min(chunk, n_samples - d), generator)
+        yield from chunked_draws(self._draws, self._condition(lr), n_samples, generator, chunk)
 
     def __call__(self, lr:Tensor, generator:torch.Generator|None=None)->Tensor:
         "One sample per image: (B,3,4h,4w) in [0,1]."
