@@ -23,6 +23,8 @@ def thread_count(args)->int:
     if n < 0: raise UsageError(f"--threads must be >= 0 (0: chosen by the command), not {n}")
     if n: return n
     crop = getattr(args, 'crop', None)
+    if crop is None and args.fn is cmd_calibrate and not getattr(args, 'whole_images', False):
+        crop = getattr(args, 'unit', None) or 128   # calibrate's tiles (--unit), or its default 128 px crops
     if args.fn is cmd_demo: crop = crop or max(s['crop'] for s in DEMO_SETTINGS.values())
     small = args.fn in (cmd_calibrate, cmd_evaluate, cmd_demo) and crop and crop * crop <= SMALL_CALL_PIXELS
     return 1 if small else torch.get_num_threads()
